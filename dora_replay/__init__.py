@@ -1,0 +1,1 @@
+"""Recording, replay and comparison for dora-py dataflows."""

@@ -1,0 +1,13 @@
+"""Errors raised by the recording, replay and comparison code."""
+
+from __future__ import annotations
+
+from dora_runtime.errors import DoraError
+
+
+class RecordingError(DoraError):
+    """A recording could not be written or read."""
+
+
+class RecordingCorruptError(RecordingError):
+    """A recording is damaged beyond what a reader can skip over."""

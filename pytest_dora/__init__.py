@@ -1,0 +1,1 @@
+"""dora-py pytest plugin (filled in by issue 6)."""
