@@ -1,0 +1,91 @@
+"""The ``dora`` command. One sub-app per verb group; handlers parse and call library code."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import typer
+
+from dora_cli import new_cmd, run_cmd, validate_cmd
+
+app = typer.Typer(
+    name="dora",
+    help="dora-py: run robotics dataflows, record them, replay them as tests.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from dora_runtime import __version__
+
+        typer.echo(f"dora-py {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """dora-py: run robotics dataflows, record them, replay them as tests."""
+    _state["debug"] = debug
+
+
+run_cmd.register(app)
+validate_cmd.register(app)
+app.add_typer(new_cmd.app, name="new")
+
+try:  # the recording verbs (info, export, import) live beside the format code
+    from dora_cli import recording_cmds
+
+    recording_cmds.register(app)
+except ImportError:  # pragma: no cover - only while that module does not exist
+    pass
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point: errors become one line, tracebacks only with ``--debug``."""
+    from dora_runtime.errors import DoraError
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        return app(args=args, standalone_mode=False)
+    except DoraError as e:
+        if "--debug" in args:
+            traceback.print_exc()
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # click usage errors and the like
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if "--debug" in args:
+            raise
+        typer.secho(
+            f"error: internal error: {type(e).__name__}: {e} (rerun with --debug for details)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

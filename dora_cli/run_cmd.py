@@ -1,0 +1,59 @@
+"""``dora run``: run a dataflow on this machine with an embedded daemon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dora_cli._common import duration, node_printer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def run(
+    dataflow: Path = typer.Argument(..., help="The dataflow YAML file (dora-rs 1.x format)."),
+    stop_after: str | None = typer.Option(
+        None,
+        "--stop-after",
+        help="Send STOP to every node after this long, as Ctrl-C does (30, 10s, 500ms, 5m).",
+    ),
+    log_dir: Path | None = typer.Option(
+        None,
+        "--log-dir",
+        help="Where per-node log files go (log_<node>.txt). Default: out/<dataflow-id>/ next to "
+        "the dataflow file.",
+    ),
+    grace: str = typer.Option(
+        "5s", "--grace", help="After STOP, how long nodes get to exit before they are killed."
+    ),
+) -> None:
+    """Run a dataflow until every node has exited (or Ctrl-C / --stop-after).
+
+    Each node runs as its own process; its output is shown prefixed with its id and written to
+    its log file. A node that fails is reported with its exit code and last log lines; the other
+    nodes keep running and `dora run` exits with status 1 at the end.
+    """
+    from dora_runtime.daemon import run_dataflow
+    from dora_runtime.descriptor import load_descriptor
+
+    stop_s = duration(stop_after, "--stop-after")
+    grace_s = duration(grace, "--grace")
+    descriptor = load_descriptor(dataflow)
+    printer = node_printer([n.id for n in descriptor.nodes] + ["dora"])
+    result = run_dataflow(
+        descriptor,
+        stop_after_s=stop_s,
+        log_dir=log_dir,
+        grace_s=grace_s if grace_s is not None else 5.0,
+        printer=printer,
+    )
+    for channel, n in sorted(result.drops.items()):
+        printer("dora", f"input `{channel}` dropped {n} message(s) (queue full, drop-oldest)")
+    printer("dora", f"logs in {result.log_dir}")
+    if not result.ok:
+        failed = ", ".join(f"{k} ({v})" for k, v in result.failures.items())
+        typer.secho(f"error: dataflow finished with failed nodes: {failed}", fg="red", err=True)
+        raise typer.Exit(1)

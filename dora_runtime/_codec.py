@@ -1,0 +1,160 @@
+"""Arrow payload encoding for data frames: inline below the threshold, shared memory above it.
+
+Payload kinds (the ``kind`` field of a ``M`` frame, see ``docs/protocol.md``):
+
+- ``n``: no data; the value is an empty ``null`` array.
+- ``p``: inline primitive: ``[type, length, raw_bytes]`` (fixed-width numeric, no nulls).
+- ``i``: inline Arrow IPC stream holding one record batch with one column ``data``.
+- ``q``: shared-memory primitive: ``[segment, offset, nbytes, slot, type, length]``.
+- ``s``: shared-memory Arrow IPC stream: ``[segment, offset, nbytes, slot]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dora_runtime._shm import DATA_OFFSET, Region, ShmMapper, ShmPool
+from dora_runtime.errors import NodeError
+
+INLINE_THRESHOLD = 4096
+"""Payloads of at least this many bytes travel through shared memory."""
+
+_PRIMITIVES: dict[str, pa.DataType] = {
+    name: getattr(pa, name)()
+    for name in (
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+    )
+}
+_PRIMITIVE_NAMES = {t: n for n, t in _PRIMITIVES.items()}
+_NULL = pa.array([], type=pa.null())
+
+
+def to_arrow(data: Any) -> pa.Array:
+    """Convert what a node may send into a ``pyarrow.Array`` (zero copy where possible)."""
+    if isinstance(data, pa.Array):
+        return data
+    if isinstance(data, pa.ChunkedArray):
+        return data.combine_chunks()
+    if isinstance(data, bytes | bytearray | memoryview):
+        buf = pa.py_buffer(data)
+        return pa.Array.from_buffers(pa.uint8(), buf.size, [None, buf])
+    if isinstance(data, np.ndarray):
+        return pa.array(np.ascontiguousarray(data).reshape(-1))
+    if isinstance(data, list | tuple):
+        return pa.array(list(data))
+    if isinstance(data, str):
+        return pa.array([data])
+    if data is None:
+        return _NULL
+    raise NodeError(
+        f"cannot send a {type(data).__name__}: pass a pyarrow Array, bytes, a numpy array or a list"
+    )
+
+
+def _primitive_view(arr: pa.Array) -> tuple[str, memoryview] | None:
+    name = _PRIMITIVE_NAMES.get(arr.type)
+    if name is None or arr.null_count:
+        return None
+    width = arr.type.bit_width // 8
+    buf = arr.buffers()[1]
+    start = arr.offset * width
+    mv = memoryview(buf)
+    if mv.format != "B":
+        mv = mv.cast("B")
+    return name, mv[start : start + len(arr) * width]
+
+
+def payload_size(arr: pa.Array) -> int:
+    """Bytes the payload will occupy on the wire (exact for primitives, IPC size otherwise)."""
+    view = _primitive_view(arr)
+    if view is not None:
+        return view[1].nbytes
+    return _ipc_size(arr)
+
+
+def _batch(arr: pa.Array) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([arr], ["data"])
+
+
+def _ipc_size(arr: pa.Array) -> int:
+    batch = _batch(arr)
+    mock = pa.MockOutputStream()
+    with pa.ipc.new_stream(mock, batch.schema) as w:
+        w.write_batch(batch)
+    return mock.size()
+
+
+def _ipc_bytes(arr: pa.Array) -> bytes:
+    batch = _batch(arr)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as w:
+        w.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def encode_inline(arr: pa.Array) -> list[Any]:
+    """``[kind, *fields]`` for an inline payload."""
+    if len(arr) == 0 and arr.type == pa.null():
+        return ["n"]
+    view = _primitive_view(arr)
+    if view is not None:
+        return ["p", view[0], len(arr), view[1].tobytes()]
+    return ["i", _ipc_bytes(arr)]
+
+
+def write_shm(arr: pa.Array, pool: ShmPool, owners: list[str]) -> tuple[Region, list[Any]]:
+    """Copy ``arr`` into a pool region; returns the region and ``[kind, seg, off, n, SLOT, ...]``.
+
+    The slot field (index 4) is a placeholder that the sender fills per receiver.
+    """
+    view = _primitive_view(arr)
+    if view is not None:
+        name, mv = view
+        region = pool.acquire(mv.nbytes, owners)
+        region.payload(mv.nbytes)[:] = mv
+        return region, ["q", region.name, DATA_OFFSET, mv.nbytes, 0, name, len(arr)]
+    size = _ipc_size(arr)
+    region = pool.acquire(size, owners)
+    batch = _batch(arr)
+    sink = pa.FixedSizeBufferWriter(pa.py_buffer(region.payload(size)))
+    with pa.ipc.new_stream(sink, batch.schema) as w:
+        w.write_batch(batch)
+    return region, ["s", region.name, DATA_OFFSET, size, 0]
+
+
+def decode(payload: list[Any], mapper: ShmMapper) -> pa.Array:
+    """Rebuild the Arrow array from ``[kind, *fields]``; shared-memory kinds are zero copy."""
+    kind = payload[0]
+    if kind == "p":
+        buf = pa.py_buffer(payload[3])
+        return pa.Array.from_buffers(_PRIMITIVES[payload[1]], payload[2], [None, buf])
+    if kind == "q":
+        buf = mapper.lease(payload[1], payload[2], payload[3], payload[4])
+        return pa.Array.from_buffers(_PRIMITIVES[payload[5]], payload[6], [None, buf])
+    if kind == "s":
+        buf = mapper.lease(payload[1], payload[2], payload[3], payload[4])
+        return pa.ipc.open_stream(buf).read_next_batch().column(0)
+    if kind == "i":
+        return pa.ipc.open_stream(pa.py_buffer(payload[1])).read_next_batch().column(0)
+    if kind == "n":
+        return _NULL
+    raise NodeError(f"unknown payload kind {kind!r}")
+
+
+def release_unread(payload: list[Any], mapper: ShmMapper) -> None:
+    """Release the shared-memory slot of a message that is dropped before being read."""
+    if payload[0] in ("q", "s"):
+        mapper.release(payload[1], payload[4])

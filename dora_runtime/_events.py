@@ -1,0 +1,300 @@
+"""The receiving half of a node: input queues filled by a pump thread.
+
+The pump thread accepts edge connections on the node's listening socket (created by the daemon
+before the node started, so no sender can race it), reads frames from every edge and from the
+daemon's control connection, and files messages into per-input queues:
+
+- ``drop_oldest`` (default): a full queue drops its oldest message, counts it and releases its
+  shared memory at once.
+- ``backpressure``: a full queue stops reading that edge's socket, so the kernel buffer fills and
+  the sender blocks; nothing is dropped.
+
+Messages are decoded into Arrow only when the node takes them (``pop``), in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from dora_runtime import _framing
+from dora_runtime._codec import release_unread
+from dora_runtime._config import NodeConfig
+from dora_runtime._shm import ShmMapper
+
+_RECV_SIZE = 1 << 18
+_DROP_REPORT_INTERVAL_S = 0.5
+
+
+@dataclass(slots=True)
+class Item:
+    """One queued event. ``frame`` is the raw ``M`` frame for inputs, None for other events."""
+
+    order: int
+    kind: str  # INPUT, INPUT_CLOSED, STOP
+    input_id: str
+    frame: list[Any] | None = None
+
+
+class _Conn:
+    __slots__ = ("sock", "buf", "input_id", "source")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = _framing.FrameBuffer()
+        self.input_id: str | None = None
+        self.source: str | None = None
+
+
+class EventStream:
+    """Per-input queues and the thread that fills them."""
+
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        mapper: ShmMapper,
+        control: socket.socket,
+        send_control: Any,
+        on_receiver_exit: Any,
+    ) -> None:
+        self._cfg = cfg
+        self._mapper = mapper
+        self._control = control
+        self._send_control = send_control
+        self._on_receiver_exit = on_receiver_exit
+        self._cond = threading.Condition()
+        self._queues: dict[str, deque[Item]] = {i: deque() for i in cfg.inputs}
+        self._specials: deque[Item] = deque()
+        self._order = 0
+        self._open_inputs = set(cfg.inputs)
+        self._connected: dict[str, int] = {i: 0 for i in cfg.inputs}
+        self._exited_nodes: set[str] = set()
+        self._stopped = False
+        self._stop_delivered = False
+        self._closed = False
+        self.drops: dict[str, int] = {i: 0 for i in cfg.inputs}
+        self._reported_drops: dict[str, int] = dict(self.drops)
+        self._paused: dict[str, _Conn] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._sel = selectors.DefaultSelector()
+        self._listen: socket.socket | None = None
+        if cfg.listen_fd is not None:
+            self._listen = socket.socket(fileno=cfg.listen_fd)
+            self._listen.setblocking(False)
+            self._sel.register(self._listen, selectors.EVENT_READ, "listen")
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._ctrl_buf = _framing.FrameBuffer()
+        self._sel.register(control, selectors.EVENT_READ, "control")
+        self._thread = threading.Thread(target=self._pump, name="dora-pump", daemon=True)
+        self._thread.start()
+
+    # -- consumer side (any thread) ---------------------------------------------------------
+
+    def pop(self, timeout_s: float | None) -> Item | None | bool:
+        """Next item; ``None`` once the stream has ended; ``False`` on timeout."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                item = self._pop_locked()
+                if item is not None:
+                    return item
+                if self._ended_locked():
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+
+    def pop_nowait(self) -> Item | None:
+        with self._cond:
+            return self._pop_locked()
+
+    def is_empty(self) -> bool:
+        with self._cond:
+            return not self._specials and not any(self._queues.values())
+
+    def _ended_locked(self) -> bool:
+        return self._stop_delivered or self._closed or (not self._open_inputs and not self._stopped)
+
+    def _pop_locked(self) -> Item | None:
+        if self._stop_delivered:
+            return None
+        best_q: deque[Item] | None = None
+        best = None
+        for q in self._queues.values():
+            if q and (best is None or q[0].order < best):
+                best, best_q = q[0].order, q
+        if self._specials and (best is None or self._specials[0].order < best):
+            best_q = self._specials
+        if best_q is None:
+            return None
+        item = best_q.popleft()
+        if item.kind == "STOP":
+            self._stop_delivered = True
+        elif item.kind == "INPUT" and item.input_id in self._paused:
+            if len(best_q) < self._cfg.inputs[item.input_id].queue_size:
+                self._wake_w.send(b"r")
+        return item
+
+    # -- pump thread ---------------------------------------------------------------------
+
+    def _push_special(self, kind: str, input_id: str = "") -> None:
+        self._order += 1
+        self._specials.append(Item(self._order, kind, input_id))
+
+    def _pump(self) -> None:
+        last_report = time.monotonic()
+        while not self._closed:
+            events = self._sel.select(timeout=_DROP_REPORT_INTERVAL_S)
+            with self._cond:
+                for key, _ in events:
+                    tag = key.data
+                    if tag == "listen":
+                        self._accept_all()
+                    elif tag == "wake":
+                        self._resume()
+                    elif tag == "control":
+                        self._read_control()
+                    else:
+                        self._read_edge(tag)
+                self._cond.notify_all()
+            now = time.monotonic()
+            if now - last_report >= _DROP_REPORT_INTERVAL_S:
+                last_report = now
+                self.report_drops()
+
+    def report_drops(self) -> None:
+        if self.drops != self._reported_drops:
+            self._reported_drops = dict(self.drops)
+            self._send_control(["DROPS", self._reported_drops])
+
+    def _accept_all(self) -> list[_Conn]:
+        new = []
+        if self._listen is None:
+            return new
+        while True:
+            try:
+                sock, _ = self._listen.accept()
+            except (BlockingIOError, OSError):
+                return new
+            sock.setblocking(False)
+            conn = _Conn(sock)
+            self._sel.register(sock, selectors.EVENT_READ, conn)
+            new.append(conn)
+
+    def _resume(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        for input_id, conn in list(self._paused.items()):
+            if len(self._queues[input_id]) < self._cfg.inputs[input_id].queue_size:
+                del self._paused[input_id]
+                self._sel.register(conn.sock, selectors.EVENT_READ, conn)
+                self._read_edge(conn)
+
+    def _read_edge(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(_RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            conn.buf.feed(data)
+            for frame in conn.buf.frames():
+                self._on_frame(conn, frame)
+            return
+        self._sel.unregister(conn.sock)
+        conn.sock.close()
+        if conn.input_id is not None and conn.input_id in self._open_inputs:
+            self._connected[conn.input_id] -= 1
+            if self._connected[conn.input_id] == 0:
+                self._close_input(conn.input_id)
+
+    def _on_frame(self, conn: _Conn, frame: list[Any]) -> None:
+        tag = frame[0]
+        if tag == "M":
+            input_id = conn.input_id
+            if input_id is None or input_id not in self._open_inputs:
+                release_unread(frame[5:], self._mapper)
+                return
+            q = self._queues[input_id]
+            spec = self._cfg.inputs[input_id]
+            self._order += 1
+            q.append(Item(self._order, "INPUT", input_id, frame))
+            if spec.queue_policy == "backpressure":
+                if len(q) >= spec.queue_size and input_id not in self._paused:
+                    self._paused[input_id] = conn
+                    self._sel.unregister(conn.sock)
+            elif len(q) > spec.queue_size:
+                old = q.popleft()
+                self.drops[input_id] += 1
+                release_unread(old.frame[5:], self._mapper)  # type: ignore[index]
+        elif tag == "H":
+            conn.source = f"{frame[1]}/{frame[2]}"
+            conn.input_id = frame[3]
+            if conn.input_id in self._connected:
+                self._connected[conn.input_id] += 1
+
+    def _close_input(self, input_id: str) -> None:
+        if input_id in self._open_inputs:
+            self._open_inputs.discard(input_id)
+            self._push_special("INPUT_CLOSED", input_id)
+
+    def _read_control(self) -> None:
+        try:
+            data = self._control.recv(_RECV_SIZE)
+        except OSError:
+            data = b""
+        if not data:
+            # The daemon is gone: behave as on STOP so the node can shut down.
+            self._sel.unregister(self._control)
+            if not self._stopped:
+                self._stopped = True
+                self._push_special("STOP", "MANUAL")
+            return
+        self._ctrl_buf.feed(data)
+        for frame in self._ctrl_buf.frames():
+            tag = frame[0]
+            if tag == "STOP":
+                if not self._stopped:
+                    self._stopped = True
+                    self._push_special("STOP", frame[1] if len(frame) > 1 else "MANUAL")
+            elif tag == "EXITED":
+                self._on_node_exited(frame[1])
+
+    def _on_node_exited(self, node_id: str) -> None:
+        """Close inputs from a node that exited without ever connecting (e.g. crashed early)."""
+        self._exited_nodes.add(node_id)
+        for conn in self._accept_all():
+            self._read_edge(conn)
+        for input_id, spec in self._cfg.inputs.items():
+            if spec.source_node == node_id and self._connected.get(input_id, 0) == 0:
+                self._close_input(input_id)
+        self._on_receiver_exit(node_id)
+
+    def close(self) -> None:
+        """Stop the pump thread and close every connection."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        self._wake_w.send(b"x")
+        self._thread.join(timeout=2.0)
+        for key in list(self._sel.get_map().values()):
+            if isinstance(key.data, _Conn):
+                key.data.sock.close()
+        self._sel.close()
+        if self._listen is not None:
+            self._listen.close()
+        self._wake_r.close()
+        self._wake_w.close()

@@ -1,0 +1,169 @@
+"""The sending half of a node: one stream socket per (output, receiver input) edge.
+
+Outputs go straight from the sending node to each receiving node; the daemon is not in the
+per-message path (one process hop less, see ``docs/protocol.md``). The daemon still sees every
+edge: it hands out the edge list, receivers report drops to it, and taps (recorders) are edges too.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import pyarrow as pa
+
+from dora_runtime import _framing
+from dora_runtime._codec import INLINE_THRESHOLD, encode_inline, payload_size, write_shm
+from dora_runtime._config import EdgeConfig, NodeConfig
+from dora_runtime._shm import SLOTS_OFFSET, Region, ShmPool, wait_released
+from dora_runtime.errors import NodeError
+
+_BACKPRESSURE_POLL_S = 0.05
+
+
+class _Edge:
+    __slots__ = ("cfg", "sock", "alive", "outstanding")
+
+    def __init__(self, cfg: EdgeConfig, sock: socket.socket | None) -> None:
+        self.cfg = cfg
+        self.sock = sock
+        self.alive = sock is not None
+        self.outstanding: deque[tuple[Region, int]] = deque()
+
+    def send(self, frame: bytes) -> None:
+        if not self.alive:
+            return
+        try:
+            self.sock.sendall(frame)  # type: ignore[union-attr]
+        except (BrokenPipeError, ConnectionResetError):
+            self.alive = False  # the receiver is gone; its input is closed on its side
+
+    def wait_for_room(self) -> None:
+        """Backpressure for shared-memory payloads: at most ``queue_size`` unreleased regions."""
+        q = self.outstanding
+        while q and q[0][0].slot_released(q[0][1]):
+            q.popleft()
+        while len(q) >= self.cfg.queue_size and self.alive:
+            region, slot = q[0]
+            wait_released(region, slot, _BACKPRESSURE_POLL_S)
+            while q and q[0][0].slot_released(q[0][1]):
+                q.popleft()
+
+
+class Sender:
+    """Thread-safe sender for every declared output of a node."""
+
+    def __init__(self, cfg: NodeConfig, pool: ShmPool) -> None:
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._seq: dict[str, int] = {}
+        self._edges: dict[str, list[_Edge]] = {}
+        for output, edges in cfg.outputs.items():
+            self._seq[output] = 0
+            self._edges[output] = [self._connect(cfg.node_id, output, e) for e in edges]
+
+    @staticmethod
+    def _connect(node_id: str, output: str, e: EdgeConfig) -> _Edge:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(e.socket)
+            sock.sendall(_framing.encode(["H", node_id, output, e.input]))
+        except (FileNotFoundError, ConnectionRefusedError, BrokenPipeError):
+            sock.close()
+            return _Edge(e, None)  # receiver already gone
+        return _Edge(e, sock)
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self._edges)
+
+    def send(
+        self, output_id: str, arr: pa.Array, metadata: dict[str, Any], cause: str | None
+    ) -> int:
+        """Send ``arr`` to every receiver of ``output_id``; returns the message sequence number."""
+        edges = self._check_output(output_id)
+        with self._lock:
+            seq = self._seq[output_id]
+            self._seq[output_id] = seq + 1
+            live = [e for e in edges if e.alive]
+            if not live:
+                return seq
+            head = ["M", seq, time.time_ns(), cause, metadata]
+            if payload_size(arr) < INLINE_THRESHOLD:
+                frame = _framing.encode(head + encode_inline(arr))
+                for e in live:
+                    e.send(frame)
+                return seq
+            for e in live:
+                if e.cfg.backpressure:
+                    e.wait_for_room()
+            region, payload = write_shm(arr, self._pool, [e.cfg.node for e in live])
+            self._fan_out(live, head, payload, region)
+            return seq
+
+    def send_region(
+        self,
+        output_id: str,
+        region: Region,
+        payload: list[Any],
+        live: list[_Edge],
+        metadata: dict[str, Any],
+        cause: str | None,
+    ) -> int:
+        """Send a region filled in place (``send_output_raw``)."""
+        with self._lock:
+            seq = self._seq[output_id]
+            self._seq[output_id] = seq + 1
+            self._fan_out(live, ["M", seq, time.time_ns(), cause, metadata], payload, region)
+            return seq
+
+    def acquire_raw(self, output_id: str, length: int) -> tuple[Region, list[_Edge]]:
+        edges = self._check_output(output_id)
+        with self._lock:
+            live = [e for e in edges if e.alive]
+            for e in live:
+                if e.cfg.backpressure:
+                    e.wait_for_room()
+            return self._pool.acquire(length, [e.cfg.node for e in live]), live
+
+    def _fan_out(
+        self, live: list[_Edge], head: list[Any], payload: list[Any], region: Region
+    ) -> None:
+        for slot, e in enumerate(live):
+            payload[4] = slot
+            e.send(_framing.encode(head + payload))
+            if e.alive and e.cfg.backpressure:
+                e.outstanding.append((region, slot))
+            elif not e.alive:
+                region.mm[SLOTS_OFFSET + slot] = 0
+
+    def _check_output(self, output_id: str) -> list[_Edge]:
+        edges = self._edges.get(output_id)
+        if edges is None:
+            declared = ", ".join(self._edges) or "(none)"
+            raise NodeError(
+                f"output `{output_id}` is not declared for this node; declared outputs: "
+                f"{declared}. Add it under `outputs:` in the dataflow file."
+            )
+        return edges
+
+    def receiver_exited(self, node_id: str) -> None:
+        """A receiving node exited: stop sending to it and release what it still held."""
+        # No lock: a send blocked on backpressure towards this receiver holds it, and must see
+        # ``alive`` turn false to give up. Flag writes and list reads are safe under the GIL.
+        for edges in self._edges.values():
+            for e in edges:
+                if e.cfg.node == node_id:
+                    e.alive = False
+        self._pool.release_owner(node_id)
+
+    def close(self) -> None:
+        with self._lock:
+            for edges in self._edges.values():
+                for e in edges:
+                    if e.sock is not None:
+                        e.sock.close()
+                    e.alive = False

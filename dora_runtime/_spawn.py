@@ -1,0 +1,52 @@
+"""How a node's process is started: command line, environment, process group, parent-death signal."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from pathlib import Path
+
+from dora_runtime.descriptor import NodeSpec
+
+_PR_SET_PDEATHSIG = 1
+
+
+def node_command(node: NodeSpec, python: str | None = None) -> list[str]:
+    """``[python, -u, file.py, *args]`` for Python files, ``[executable, *args]`` otherwise."""
+    path = node.resolved_path or node.path
+    if path is None:
+        raise ValueError(f"node {node.id!r} has no path to start")
+    if path.endswith(".py"):
+        return [python or sys.executable, "-u", path, *node.args]
+    return [path, *node.args]
+
+
+def node_env(node: NodeSpec, config_json: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(node.env)
+    env.update(extra or {})
+    env["DORA_NODE_CONFIG"] = config_json
+    env["PYTHONUNBUFFERED"] = "1"
+    # Nodes launched from our interpreter find dora-py first, even if dora-rs is also installed.
+    here = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: the node gets SIGKILL if the daemon dies, so nothing is orphaned."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal a node's whole process group (the node and anything it started)."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

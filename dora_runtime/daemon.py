@@ -1,0 +1,432 @@
+"""The daemon: spawns a dataflow's nodes, wires their edges, runs timers, stops and cleans up.
+
+``dora run`` runs a ``Daemon`` inside the CLI process. Per node the daemon creates a listening Unix
+socket before anything starts (so a sender can always connect, even before its receiver runs), and
+passes it to the node; nodes connect to each other directly for data and to the daemon's control
+socket for registration, drop statistics, STOP and exit notices (``docs/protocol.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dora_runtime import _framing
+from dora_runtime._config import EdgeConfig, InputConfig, NodeConfig
+from dora_runtime._shm import unlink_segments
+from dora_runtime._spawn import die_with_parent, kill_group, node_command, node_env
+from dora_runtime.descriptor import Descriptor, NodeSpec
+from dora_runtime._ids import uuid7
+
+Printer = Callable[[str, str], None]
+"""``printer(source, line)``: source is a node id or ``"dora"``."""
+
+DEFAULT_GRACE_S = 5.0
+_LAST_LINES = 12
+
+
+@dataclass
+class NodeState:
+    spec: NodeSpec
+    socket_path: str
+    listen: socket.socket | None = None
+    proc: asyncio.subprocess.Process | None = None
+    control: asyncio.StreamWriter | None = None
+    registered: bool = False
+    exited: bool = False
+    returncode: int | None = None
+    killed_after_grace: bool = False
+    drops: dict[str, int] = field(default_factory=dict)
+    last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=_LAST_LINES))
+    log_file: Any = None
+
+
+@dataclass
+class DataflowResult:
+    dataflow_id: str
+    returncodes: dict[str, int | None]
+    failures: dict[str, str]
+    drops: dict[str, int]
+    log_dir: Path
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def _default_printer(source: str, line: str) -> None:
+    print(f"{source}: {line}", flush=True)
+
+
+class Daemon:
+    """Runs one dataflow on this machine until every node has exited."""
+
+    def __init__(
+        self,
+        descriptor: Descriptor,
+        *,
+        log_dir: Path | None = None,
+        grace_s: float = DEFAULT_GRACE_S,
+        printer: Printer = _default_printer,
+        extra_edges: dict[str, list[EdgeConfig]] | None = None,
+    ) -> None:
+        self.descriptor = descriptor
+        self.dataflow_id = uuid7()
+        self._short = self.dataflow_id.replace("-", "")[-12:]
+        self.shm_prefix = f"dora-{self._short}-"
+        self.log_dir = log_dir or descriptor.base_dir / "out" / self.dataflow_id
+        self.grace_s = grace_s
+        self.printer = printer
+        self._extra_edges = extra_edges or {}
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"dora-{self._short}-"))
+        self.nodes: dict[str, NodeState] = {
+            n.id: NodeState(n, str(self.run_dir / f"n{i}.sock"))
+            for i, n in enumerate(descriptor.nodes)
+        }
+        self._stopping = False
+        self._stop_requested = asyncio.Event()
+        self._all_exited = asyncio.Event()
+        self._timer_tasks: list[asyncio.Task[None]] = []
+        self._timer_writers: list[asyncio.StreamWriter] = []
+        self._ready = asyncio.Event()
+
+    # -- public --------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """First call: send STOP to every node and kill stragglers after the grace period."""
+        self._stop_requested.set()
+
+    async def run(self, stop_after_s: float | None = None) -> DataflowResult:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        server = await asyncio.start_unix_server(
+            self._on_control, path=str(self.run_dir / "daemon.sock")
+        )
+        try:
+            for state in self.nodes.values():
+                self._listen(state)
+            for state in self.nodes.values():
+                await self._spawn(state)
+            waiters = [asyncio.create_task(self._wait_node(s)) for s in self.nodes.values()]
+            asyncio.create_task(self._start_timers_when_ready())
+            stopper = asyncio.create_task(self._stop_on_request(stop_after_s))
+            await asyncio.gather(*waiters)
+            stopper.cancel()
+        finally:
+            server.close()
+            await self._cleanup()
+        return self._result()
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def _listen(self, state: NodeState) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(state.socket_path)
+        sock.listen(512)
+        state.listen = sock
+
+    def _node_config(self, state: NodeState) -> NodeConfig:
+        spec = state.spec
+        outputs: dict[str, list[EdgeConfig]] = {}
+        for out in spec.outputs:
+            edges = [
+                EdgeConfig(
+                    node=n.id,
+                    input=i.id,
+                    socket=self.nodes[n.id].socket_path,
+                    queue_size=i.queue_size,
+                    backpressure=i.queue_policy == "backpressure",
+                )
+                for n, i in self.descriptor.subscribers(spec.id, out)
+            ]
+            outputs[out] = edges + self._extra_edges.get(f"{spec.id}/{out}", [])
+        inputs = {
+            i.id: InputConfig(i.source, i.queue_size, i.queue_policy) for i in spec.inputs.values()
+        }
+        assert state.listen is not None
+        return NodeConfig(
+            dataflow_id=self.dataflow_id,
+            node_id=spec.id,
+            daemon_socket=str(self.run_dir / "daemon.sock"),
+            listen_fd=state.listen.fileno(),
+            inputs=inputs,
+            outputs=outputs,
+            shm_prefix=f"{self.shm_prefix}{spec.id}",
+            shm_allowed_prefix=self.shm_prefix,
+            descriptor_path=str(self.descriptor.path.resolve()) if self.descriptor.path else None,
+            node_raw=spec.raw,
+        )
+
+    async def _spawn(self, state: NodeState) -> None:
+        spec = state.spec
+        state.log_file = open(self.log_dir / f"log_{spec.id}.txt", "a", encoding="utf-8")  # noqa: SIM115
+        if spec.is_dynamic:
+            self._say(f"node `{spec.id}` is dynamic; dynamic nodes are not supported yet")
+            state.exited = True
+            state.returncode = None
+            return
+        cfg = self._node_config(state)
+        assert state.listen is not None
+        try:
+            state.proc = await asyncio.create_subprocess_exec(
+                *node_command(spec),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL,
+                env=node_env(spec, cfg.to_json()),
+                cwd=str(self.descriptor.base_dir),
+                start_new_session=True,
+                pass_fds=[state.listen.fileno()],
+                preexec_fn=die_with_parent,
+            )
+        except OSError as e:
+            self._say(f"node `{spec.id}` could not start: {e.strerror}: {node_command(spec)[0]}")
+            state.exited = True
+            state.returncode = 127
+            state.last_lines.append(f"could not start: {e}")
+        finally:
+            state.listen.close()  # the node owns it now; if it dies, senders see the edge close
+
+    # -- running -------------------------------------------------------------------------
+
+    async def _wait_node(self, state: NodeState) -> None:
+        if state.proc is not None:
+            await asyncio.gather(
+                self._pump_stream(state, state.proc.stdout),
+                self._pump_stream(state, state.proc.stderr),
+            )
+            state.returncode = await state.proc.wait()
+            state.exited = True
+        self._report_exit(state)
+        await self._broadcast(["EXITED", state.spec.id], exclude=state.spec.id)
+        if all(s.exited for s in self.nodes.values()):
+            self._all_exited.set()
+
+    async def _pump_stream(self, state: NodeState, stream: asyncio.StreamReader | None) -> None:
+        if stream is None:
+            return
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line longer than the stream limit
+                raw = await stream.read(65536)
+            if not raw:
+                return
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            state.last_lines.append(line)
+            state.log_file.write(line + "\n")
+            state.log_file.flush()
+            self.printer(state.spec.id, line)
+
+    def _report_exit(self, state: NodeState) -> None:
+        code = state.returncode
+        if code == 0 or (code is None and state.proc is None):
+            return
+        if state.killed_after_grace:
+            self._say(f"node `{state.spec.id}` did not stop within {self.grace_s:g} s; killed")
+            return
+        reason = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
+        lines = "\n".join(f"    {ln}" for ln in state.last_lines) or "    (no output)"
+        self._say(f"node `{state.spec.id}` failed with {reason}; last log lines:\n{lines}")
+
+    async def _on_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        buf = _framing.FrameBuffer()
+        state: NodeState | None = None
+        try:
+            while data := await reader.read(65536):
+                buf.feed(data)
+                for frame in buf.frames():
+                    if frame[0] == "REG":
+                        state = self.nodes.get(frame[1])
+                        if state is None:
+                            writer.close()
+                            return
+                        state.control = writer
+                        state.registered = True
+                        if self._stopping:
+                            self._write(writer, ["STOP", "MANUAL"])
+                        self._check_ready()
+                    elif frame[0] == "DROPS" and state is not None:
+                        state.drops = dict(frame[1])
+        except (ConnectionResetError, _framing.TransportError):
+            pass
+
+    def _check_ready(self) -> None:
+        if all(s.registered or s.exited for s in self.nodes.values()):
+            self._ready.set()
+
+    async def _start_timers_when_ready(self) -> None:
+        # Timers start once every node has registered (or exited), as dora-rs does, so the first
+        # ticks are not lost while nodes import their libraries. 30 s caps a node that never
+        # calls Node().
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=30.0)
+        if self._stopping:
+            return
+        by_source: dict[str, list[tuple[NodeState, str]]] = {}
+        for state in self.nodes.values():
+            for inp in state.spec.inputs.values():
+                if inp.is_timer and not state.exited:
+                    by_source.setdefault(inp.source, []).append((state, inp.id))
+        for source, targets in by_source.items():
+            self._timer_tasks.append(asyncio.create_task(self._run_timer(source, targets)))
+
+    async def _run_timer(self, source: str, targets: list[tuple[NodeState, str]]) -> None:
+        from dora_runtime._timer import parse_timer
+
+        period_ns = parse_timer(source)
+        writers: list[asyncio.StreamWriter] = []
+        for state, input_id in targets:
+            try:
+                _, w = await asyncio.open_unix_connection(state.socket_path)
+            except OSError:
+                continue
+            w.write(_framing.encode(["H", "dora", source[len("dora/") :], input_id]))
+            writers.append(w)
+        self._timer_writers.extend(writers)
+        start = time.monotonic_ns()
+        seq = 0
+        while writers and not self._stopping:
+            seq += 1
+            delay = (start + seq * period_ns - time.monotonic_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            frame = _framing.encode(["M", seq - 1, time.time_ns(), None, {}, "n"])
+            for w in list(writers):
+                if w.is_closing():
+                    writers.remove(w)
+                    continue
+                w.write(frame)
+
+    async def _stop_on_request(self, stop_after_s: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._stop_requested.wait(), timeout=stop_after_s)
+        except TimeoutError:
+            pass
+        if self._all_exited.is_set():
+            return
+        self._stopping = True
+        for t in self._timer_tasks:
+            t.cancel()
+        self._say("stopping dataflow: sent STOP to every node")
+        await self._broadcast(["STOP", "MANUAL"])
+        self._stop_requested.clear()
+        try:
+            await asyncio.wait_for(self._all_exited.wait(), timeout=self.grace_s)
+            return
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            raise
+        self._kill_remaining()
+
+    def kill_now(self) -> None:
+        """Second Ctrl-C: kill every node at once."""
+        self._stopping = True
+        self._kill_remaining()
+
+    def _kill_remaining(self) -> None:
+        for state in self.nodes.values():
+            if state.proc is not None and not state.exited:
+                state.killed_after_grace = True
+                kill_group(state.proc.pid)
+
+    async def _broadcast(self, msg: list[Any], exclude: str | None = None) -> None:
+        for state in self.nodes.values():
+            if state.control is not None and state.spec.id != exclude and not state.exited:
+                self._write(state.control, msg)
+
+    @staticmethod
+    def _write(writer: asyncio.StreamWriter, msg: list[Any]) -> None:
+        if not writer.is_closing():
+            writer.write(_framing.encode(msg))
+
+    def _say(self, line: str) -> None:
+        self.printer("dora", line)
+
+    # -- teardown ------------------------------------------------------------------------
+
+    async def _cleanup(self) -> None:
+        for t in self._timer_tasks:
+            t.cancel()
+        for w in self._timer_writers:
+            w.close()
+        for state in self.nodes.values():
+            if state.proc is not None:
+                kill_group(state.proc.pid)  # grandchildren a node left behind
+            if state.control is not None:
+                state.control.close()
+            if state.log_file is not None:
+                state.log_file.close()
+            if state.listen is not None:
+                state.listen.close()
+        unlink_segments(self.shm_prefix)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _result(self) -> DataflowResult:
+        failures = {}
+        for node_id, s in self.nodes.items():
+            if s.returncode not in (0, None) or (s.returncode is None and s.proc is not None):
+                failures[node_id] = (
+                    "killed after the grace period" if s.killed_after_grace else f"exit {s.returncode}"
+                )
+        drops = {
+            f"{node_id}/{inp}": n for node_id, s in self.nodes.items() for inp, n in s.drops.items() if n
+        }
+        return DataflowResult(
+            dataflow_id=self.dataflow_id,
+            returncodes={k: s.returncode for k, s in self.nodes.items()},
+            failures=failures,
+            drops=drops,
+            log_dir=self.log_dir,
+        )
+
+
+def run_dataflow(
+    descriptor: Descriptor,
+    *,
+    stop_after_s: float | None = None,
+    log_dir: Path | None = None,
+    grace_s: float = DEFAULT_GRACE_S,
+    printer: Printer = _default_printer,
+    handle_signals: bool = True,
+) -> DataflowResult:
+    """Run ``descriptor`` to completion in this process (what ``dora run`` does)."""
+
+    async def main() -> DataflowResult:
+        daemon = Daemon(descriptor, log_dir=log_dir, grace_s=grace_s, printer=printer)
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            presses = 0
+
+            def on_signal() -> None:
+                nonlocal presses
+                presses += 1
+                if presses == 1:
+                    daemon.request_stop()
+                else:
+                    daemon.printer("dora", "second interrupt: killing every node now")
+                    daemon.kill_now()
+
+            loop.add_signal_handler(signal.SIGINT, on_signal)
+            loop.add_signal_handler(signal.SIGTERM, on_signal)
+        try:
+            return await daemon.run(stop_after_s=stop_after_s)
+        finally:
+            if handle_signals:
+                loop.remove_signal_handler(signal.SIGINT)
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    return asyncio.run(main())
+
+
+__all__ = ["Daemon", "DataflowResult", "run_dataflow", "DEFAULT_GRACE_S"]
