@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -134,7 +135,19 @@ def run_dataflow(
             why = "timed out" if rc is None else f"exit code {rc}"
             raise RunError(f"{side.name}: `dora run` {why}; log tail:\n{tail}")
         result = {**json.loads(result_path.read_text()), **json.loads(sender_path.read_text())}
+        result["reported_drops"] = reported_drops(log_path.read_text(errors="replace"))
         return result, wall_s
+
+
+def reported_drops(log: str) -> int:
+    """Drops the runtime itself reported in the `dora run` output.
+
+    dora-py prints one summary line per input (``input `receiver/data` dropped 95042
+    message(s)``); dora-rs 1.1 logs one line per message dropped past its backpressure cap
+    and nothing for its default drop-oldest queues.
+    """
+    ours = sum(int(n) for n in re.findall(r"dropped (\d+) message", log))
+    return ours + log.count("dropping oldest to prevent OOM")
 
 
 def _two_nodes(env: dict[str, str], policy: str | None = None) -> list[dict]:
@@ -180,6 +193,7 @@ def bench_throughput(side: Side, settings: Settings, policy: str | None) -> dict
         "sent/s": sent / span_s,
         "received/s": received / recv_span_s,
         "lost": sent - received,
+        "drops reported by runtime": r["reported_drops"],
     }
 
 

@@ -1,0 +1,42 @@
+"""Smoke run of our side of the messaging benchmark, so bench/latency.py never rots.
+
+No timing is asserted: only that every case ran on dora-py and produced figures.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench" / "latency.py"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bench_quick_runs_on_our_runtime(tmp_path: Path) -> None:
+    raw_json = tmp_path / "raw.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json", str(raw_json)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert "send_output 4 KiB p50 (us)" in proc.stdout
+    raw = json.loads(raw_json.read_text())["raw"]
+    (ours,) = raw["dora-py"]
+    for size in ("4 KiB", "64 KiB", "1 MiB", "4 MiB"):
+        for method in ("send_output", "send_output_raw"):
+            value = ours[f"{method} {size} p50 (us)"]
+            assert math.isfinite(value) and value > 0, (method, size, value)
+    for mode in ("default", "backpressure"):
+        assert ours[f"8 B {mode} received/s"] > 0
+        assert ours[f"8 B {mode} lost"] >= 0
+    assert ours["startup dora run wall (s)"] > 0
+    assert raw["floor"][0]["4 KiB p50 (us)"] > 0
