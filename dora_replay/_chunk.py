@@ -8,6 +8,7 @@ the channel record) compressed with the chunk's codec. Columns, one row per mess
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,23 +59,22 @@ def parse_compression(spec: str) -> tuple[str, int]:
 
 
 class Compressor:
-    """Compresses chunk bodies; zstd uses several threads for bodies of at least ``mt_min_bytes``."""
+    """Compresses chunk bodies; safe to call from several threads at once (one zstd context per
+    thread)."""
 
-    def __init__(self, codec: str, level: int, threads: int, mt_min_bytes: int = 2 << 20) -> None:
+    def __init__(self, codec: str, level: int) -> None:
         self.codec = codec
+        self.level = level
         self.code = COMPRESSION_CODES[codec]
-        self._mt_min = mt_min_bytes
-        if codec == "zstd":
-            self._single = zstandard.ZstdCompressor(level=level)
-            self._multi = (
-                zstandard.ZstdCompressor(level=level, threads=threads) if threads > 1 else None
-            )
+        self._local = threading.local()
 
     def compress(self, raw: Any) -> bytes | memoryview:
-        """Compress a bytes-like body (``raw`` is returned as-is for ``none``)."""
+        """Compress a bytes-like body (``raw`` is returned as a memoryview for ``none``)."""
         if self.codec == "zstd":
-            use = self._multi if self._multi is not None and len(raw) >= self._mt_min else None
-            return (use or self._single).compress(raw)
+            ctx = getattr(self._local, "zstd", None)
+            if ctx is None:
+                ctx = self._local.zstd = zstandard.ZstdCompressor(level=self.level)
+            return ctx.compress(raw)
         if self.codec == "lz4":
             import lz4.frame
 

@@ -6,6 +6,8 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,23 @@ class _Chan:
     avg_bytes: float = 0.0
 
 
+@dataclass(slots=True)
+class _Inflight:
+    """A chunk being compressed; written to the file in emission order."""
+
+    body: Future[Any] | Any
+    name: str
+    dtype: pa.DataType
+    count: int
+    start_ns: int
+    end_ns: int
+    raw_size: int
+    data_bytes: int
+
+
+_MT_MIN_BYTES = 1 << 20
+"""Chunks at least this large (uncompressed bytes) are compressed on the thread pool."""
+
 _PACKER = msgpack.Packer(use_bin_type=True)
 
 
@@ -94,7 +113,10 @@ class Writer:
     ) -> None:
         codec, level = parse_compression(compression)
         threads = compression_threads if compression_threads is not None else os.cpu_count() or 1
-        self._comp = Compressor(codec, level, threads)
+        self._comp = Compressor(codec, level)
+        self._pool = ThreadPoolExecutor(threads, "dora-record-zstd") if threads > 1 else None
+        self._max_inflight = threads + 1
+        self._inflight: deque[_Inflight] = deque()
         self._base = Path(path)
         self._split = split_size_bytes is not None or split_duration_s is not None
         self._split_size = split_size_bytes
@@ -184,6 +206,7 @@ class Writer:
             drops = dict(self._drops)
         pending = sum(len(p) for p in list(self._pending.values())) // _FIELDS
         pending += sum(sum(x.count for x in c.staged) for c in list(self._chans.values()))
+        pending += sum(c.count for c in list(self._inflight))
         return WriterStats(
             s.messages,
             s.bytes_in,
@@ -255,6 +278,9 @@ class Writer:
             self._error = exc
             self._refuse = True
             self._sink.close()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
     def _pump(self, final: bool) -> None:
         now = time.monotonic()
@@ -262,6 +288,7 @@ class Writer:
             self._drain(ch, now)
             if ch.staged and (final or now - ch.staged_since >= self._flush_age_s):
                 self._emit(ch)
+        self._reap(all_=True)
         with self._lock:
             drops = dict(self._drops)
         if drops != self._drops_written:
@@ -358,24 +385,44 @@ class Writer:
     def _emit(self, ch: _Chan) -> None:
         pieces, ch.staged, ch.staged_bytes = ch.staged, [], 0
         dtype = pieces[0].data_type
-        schema, schema_bytes = self._schema(dtype)
-        cid = self._channel_id(ch.name, dtype, schema_bytes)
-        batch = build_batch(pieces, schema)
+        batch = build_batch(pieces, self._schema(dtype)[0])
         raw = batch.serialize()
-        body = self._comp.compress(raw)
+        if self._pool is not None and raw.size >= _MT_MIN_BYTES:
+            body: Any = self._pool.submit(self._comp.compress, raw)
+        else:
+            body = self._comp.compress(raw)
         log = batch.column(0)
         n = batch.num_rows
         data_bytes = sum(p.values.nbytes for p in pieces)
+        start, end = log[0].as_py(), log[n - 1].as_py()
+        self._inflight.append(_Inflight(body, ch.name, dtype, n, start, end, raw.size, data_bytes))
+        self._reap(wait=len(self._inflight) > self._max_inflight)
+
+    def _reap(self, wait: bool = False, all_: bool = False) -> None:
+        """Write finished chunks in order; wait for the oldest (``wait``) or for all (``all_``)."""
+        q = self._inflight
+        while q:
+            head = q[0]
+            if isinstance(head.body, Future):
+                if not (wait or all_ or head.body.done()):
+                    return
+                head.body = head.body.result()
+            q.popleft()
+            wait = False
+            self._write_chunk(head)
+
+    def _write_chunk(self, c: _Inflight) -> None:
+        cid = self._channel_id(c.name, c.dtype, self._schema(c.dtype)[1])
         meta = ChunkMeta(
-            cid, n, log[0].as_py(), log[n - 1].as_py(), self._comp.code, raw.size, data_bytes
+            cid, c.count, c.start_ns, c.end_ns, self._comp.code, c.raw_size, c.data_bytes
         )
-        self._sink.add_chunk(meta, body)
+        self._sink.add_chunk(meta, c.body)
         self._dirty = True
         s = self._stats
-        s.messages += n
-        s.bytes_in += data_bytes
+        s.messages += c.count
+        s.bytes_in += c.data_bytes
         s.chunks += 1
-        s.channels[ch.name] = s.channels.get(ch.name, 0) + n
+        s.channels[c.name] = s.channels.get(c.name, 0) + c.count
         if self._part_start_ns is None:
             self._part_start_ns = meta.start_log_time_ns
         self._maybe_split(meta.end_log_time_ns)
@@ -441,13 +488,14 @@ def open_writer(
     """Start recording to ``path``; the header is on disk when this returns.
 
     ``compression``: ``"zstd"`` (level 1), ``"zstd:LEVEL"``, ``"lz4"`` or ``"none"``;
-    ``chunk_size_bytes``: uncompressed bytes per chunk before it is written; ``flush_interval_s``:
+    ``chunk_size_bytes``: uncompressed bytes per chunk (chunks are also cut at each flush); ``flush_interval_s``:
     queued messages are in the file, with their CRC, at most this long after ``write()``;
     ``split_size_bytes`` / ``split_duration_s``: start a new part (``run_001.dora``,
     ``run_002.dora``...) past this file size (bytes) or log-time span (s); ``fsync``: also fsync
     at most once per flush interval, so data survives a power cut; ``max_buffer_bytes``: how far
     (bytes) the writer may fall behind before ``write()`` counts drops instead (``None``: no
-    limit); ``compression_threads``: zstd threads for large chunks (default: CPU count).
+    limit); ``compression_threads``: threads compressing chunks of at least 1 MiB in parallel
+    (default: CPU count; 1 compresses on the writer thread).
     """
     return Writer(
         path,
