@@ -4,7 +4,7 @@ from dora_replay._reader import Problem
 from dora_replay._recording import ChannelInfo, Message, Recording, open
 from dora_replay._records import FORMAT_VERSION
 from dora_replay._writer import Writer, WriterStats, open_writer
-from dora_replay.errors import RecordingCorruptError, RecordingError
+from dora_replay.errors import RecordingCorruptError, RecordingError, RecordingNotFoundError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -14,6 +14,7 @@ __all__ = [
     "Recording",
     "RecordingCorruptError",
     "RecordingError",
+    "RecordingNotFoundError",
     "Writer",
     "WriterStats",
     "open",

@@ -32,7 +32,7 @@ from dora_replay._records import (
     parse_prefix,
     unpack,
 )
-from dora_replay.errors import RecordingCorruptError, RecordingError
+from dora_replay.errors import RecordingCorruptError, RecordingError, RecordingNotFoundError
 
 _RESYNC_BLOCK = 1 << 20
 
@@ -62,7 +62,7 @@ class PartFile:
         try:
             self._fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
-            raise RecordingError(f"{self.path}: no such recording") from None
+            raise RecordingNotFoundError(f"{self.path}: no such recording") from None
         except OSError as exc:
             raise RecordingError(f"{self.path}: cannot open ({exc.strerror})") from None
         self.size = os.fstat(self._fd).st_size

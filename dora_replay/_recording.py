@@ -21,7 +21,7 @@ from dora_replay._index import ChunkEntry, Header
 from dora_replay._reader import PartFile, Problem
 from dora_replay._records import unpack
 from dora_replay._writer import part_path
-from dora_replay.errors import RecordingError
+from dora_replay.errors import RecordingError, RecordingNotFoundError
 
 
 class Message(NamedTuple):
@@ -369,7 +369,7 @@ def _paths_of(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]])
     if any(c in text for c in "*?["):
         found = sorted(Path(p) for p in _glob.glob(text))
         if not found:
-            raise RecordingError(f"{text}: no recording matches this pattern")
+            raise RecordingNotFoundError(f"{text}: no recording matches this pattern")
         return found
     path = Path(text)
     if not path.exists() and part_path(path, 1).exists():

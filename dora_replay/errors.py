@@ -11,3 +11,7 @@ class RecordingError(DoraError):
 
 class RecordingCorruptError(RecordingError):
     """A recording is damaged beyond what a reader can skip over."""
+
+
+class RecordingNotFoundError(RecordingError):
+    """A recording path does not exist (or a pattern matched no file)."""

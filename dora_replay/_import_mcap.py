@@ -1,0 +1,180 @@
+"""Import an MCAP file (rosbag2 CDR, JSON, or anything else as raw bytes) into a ``.dora`` file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dora_replay._export_mcap import ARROW_TYPE_KEY, arrow_type_from_token
+from dora_replay._jsonify import json_to_array
+from dora_replay._writer import open_writer
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What was imported: messages per dora channel; ``raw`` channels kept undecoded bytes."""
+
+    output: Path
+    messages: int = 0
+    channels: dict[str, int] = field(default_factory=dict)
+    raw: list[str] = field(default_factory=list)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+def channel_name(topic: str) -> str:
+    """dora channel for an MCAP topic: ``node/output`` stays; ``/a/b/c`` -> ``a_b/c``;
+    ``/cmd_vel`` -> ``ros/cmd_vel``."""
+    if not topic.startswith("/") and topic.count("/") == 1 and all(topic.split("/")):
+        return topic
+    parts = [p for p in topic.split("/") if p]
+    if not parts:
+        return "ros/unnamed"
+    output = _UNSAFE.sub("_", parts[-1])
+    node = _UNSAFE.sub("_", "_".join(parts[:-1]) or "ros")
+    return f"{node}/{output}"
+
+
+def _ros_value(v: Any) -> Any:
+    slots = getattr(type(v), "__slots__", None)
+    if slots and not isinstance(v, bytes | str):
+        return {k: _ros_value(getattr(v, k)) for k in slots}
+    if isinstance(v, list | tuple):
+        return [_ros_value(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+class _Channel:
+    """Decodes the messages of one MCAP channel into Arrow arrays."""
+
+    def __init__(self, schema: Any, channel: Any, ros_factory: Any) -> None:
+        self.name = channel_name(channel.topic)
+        self.type: pa.DataType | None = None
+        self.decode_ros = None
+        self.raw = False
+        self.json = channel.message_encoding == "json"
+        token = channel.metadata.get(ARROW_TYPE_KEY)
+        if token:
+            self.type = arrow_type_from_token(token)
+        elif channel.message_encoding == "cdr":
+            self.decode_ros = ros_factory.decoder_for(channel.message_encoding, schema)
+        if not self.json and self.decode_ros is None:
+            self.raw = True
+        self.schema_name = schema.name if schema is not None else ""
+        self.encoding = channel.message_encoding
+
+    def decode(self, data: bytes) -> tuple[pa.Array, dict[str, Any]]:
+        """(array, extra message fields from a dora JSON export)."""
+        if self.raw:
+            return pa.array(np.frombuffer(data, np.uint8)), {}
+        if self.decode_ros is not None:
+            value = _ros_value(self.decode_ros(data))
+            return self._struct(value), {}
+        doc = json.loads(data)
+        if self.type is not None and isinstance(doc, dict) and "data" in doc:
+            return json_to_array(doc["data"], self.type), doc
+        return self._struct(doc), {}
+
+    def _struct(self, value: Any) -> pa.Array:
+        if self.type is not None:
+            try:
+                return pa.array([value], type=self.type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+                pass
+        arr = pa.array([value])
+        self.type = arr.type
+        return arr
+
+
+def import_mcap(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    progress: Callable[[int, int], None] | None = None,
+    compression: str = "zstd",
+) -> ImportReport:
+    """Convert ``source`` (MCAP) to the recording ``output``. ROS 2 CDR messages (``ros2msg``
+    schemas) become one-row struct arrays; JSON messages exported by dora get their Arrow type,
+    seq, cause and metadata back; other encodings are kept as raw uint8 arrays with
+    ``mcap.encoding``/``mcap.schema`` metadata. ``progress(done, total)`` counts messages."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    report = ImportReport(Path(output))
+    factory = DecoderFactory()
+    with Path(source).open("rb") as f:
+        reader = make_reader(f)
+        summary = reader.get_summary()
+        total = (
+            sum(summary.statistics.channel_message_counts.values())
+            if summary and summary.statistics
+            else 0
+        )
+        dora_meta: dict[str, str] = {}
+        for m in reader.iter_metadata():
+            if m.name == "dora":
+                dora_meta = dict(m.metadata)
+        chans: dict[int, _Channel] = {}
+        if summary is not None:
+            for cid, channel in summary.channels.items():
+                chans[cid] = _Channel(summary.schemas.get(channel.schema_id), channel, factory)
+        else:
+            f.seek(0)
+            for schema, channel, _message in make_reader(f).iter_messages():
+                if channel.id not in chans:
+                    chans[channel.id] = _Channel(schema, channel, factory)
+        items = [(c.name, c.schema_name) for c in chans.values()]
+        yaml_text = dora_meta.get("dataflow_yaml") or _dataflow_for({n for n, _ in items}, source)
+        user = {k[5:]: v for k, v in dora_meta.items() if k.startswith("meta.")}
+        user.setdefault("imported_from", str(source))
+        f.seek(0)
+        reader = make_reader(f)
+        with open_writer(
+            output, yaml_text, user, compression=compression, max_buffer_bytes=None
+        ) as w:
+            for i, (_schema, channel, message) in enumerate(
+                reader.iter_messages(log_time_order=True)
+            ):
+                ch = chans[channel.id]
+                arr, doc = ch.decode(message.data)
+                meta = doc.get("metadata") or None
+                if ch.raw:
+                    meta = {"mcap.encoding": ch.encoding, "mcap.schema": ch.schema_name}
+                w.write(
+                    ch.name,
+                    arr,
+                    log_time_ns=message.log_time,
+                    publish_time_ns=message.publish_time,
+                    seq=int(doc.get("seq", message.sequence)),
+                    cause=doc.get("cause"),
+                    metadata=meta,
+                )
+                report.messages += 1
+                report.channels[ch.name] = report.channels.get(ch.name, 0) + 1
+                if progress is not None and (i % 1000 == 0 or i + 1 == total):
+                    progress(i + 1, max(total, i + 1))
+        report.raw = sorted({c.name for c in chans.values() if c.raw})
+    return report
+
+
+def _dataflow_for(names: set[str], source: str | os.PathLike[str]) -> str:
+    """A dataflow YAML naming each imported node and its outputs (replay replaces them)."""
+    nodes: dict[str, list[str]] = {}
+    for name in sorted(names):
+        node, _, out = name.partition("/")
+        nodes.setdefault(node, []).append(out)
+    lines = [f"# imported from {Path(source).name} by dora import", "nodes:"]
+    for node, outs in nodes.items():
+        lines += [f"  - id: {node}", "    path: dynamic", "    outputs:"]
+        lines += [f"      - {o}" for o in outs]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,108 @@
+"""``dora record repair``: rewrite a crashed or damaged recording with a fresh index."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dora_replay._reader import PartFile, Problem
+from dora_replay._records import OP_CHUNK, check_body, check_head, parse_prefix
+from dora_replay._sink import PartSink
+
+
+@dataclass(slots=True)
+class RepairReport:
+    """What a repair kept and lost. ``lost_messages`` counts messages of chunks that were cut off
+    or failed their CRC; ``unknown_loss`` is true when some damaged bytes held an unknown count."""
+
+    source: Path
+    output: Path
+    messages_recovered: int = 0
+    chunks_recovered: int = 0
+    lost_messages: int = 0
+    lost_chunks: int = 0
+    lost_bytes: int = 0
+    unknown_loss: bool = False
+    had_footer: bool = False
+    problems: list[Problem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for humans."""
+        lost = f"{self.lost_messages} message(s) in {self.lost_chunks} damaged chunk(s)"
+        if self.unknown_loss:
+            lost += f" and {self.lost_bytes} unreadable byte(s) holding an unknown number"
+        return (
+            f"recovered {self.messages_recovered} message(s) in {self.chunks_recovered} chunk(s) "
+            f"into {self.output}; lost {lost}"
+        )
+
+
+def repair(
+    path: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RepairReport:
+    """Scan ``path`` frame by frame, keep every intact chunk and write them with a fresh footer to
+    ``output`` (default: replace ``path`` atomically). ``progress(done, total)`` is called with
+    byte counts. Raises ``RecordingCorruptError`` when the file has no readable header."""
+    src = PartFile(path, force_scan=True)
+    out = Path(output) if output is not None else src.path.with_name(src.path.name + ".repair")
+    report = RepairReport(src.path, Path(output) if output is not None else src.path)
+    try:
+        report.had_footer = _has_tail(src)
+        sink = PartSink(out, src.header)
+        try:
+            for ch in sorted(src.channels.values(), key=lambda c: c.id):
+                sink.add_channel(ch)
+            total = len(src.chunks)
+            for i, entry in enumerate(src.chunks):
+                frame = src.pread(entry.size, entry.offset)
+                if _intact(frame):
+                    sink.add_raw_chunk(frame, entry.meta, entry.compressed_size)
+                    report.messages_recovered += entry.meta.message_count
+                    report.chunks_recovered += 1
+                else:
+                    src.read_chunk(entry, _name(src, entry.meta.channel_id))  # records problem
+                if progress is not None:
+                    progress(i + 1, total)
+            if src.drops:
+                sink.add_drops(src.drops)
+            sink.finish(src.drops, src.end_time_ns or sink.last_log_time_ns)
+        except BaseException:
+            sink.close()
+            out.unlink(missing_ok=True)
+            raise
+    finally:
+        src.close()
+    for p in src.problems:
+        report.problems.append(p)
+        report.lost_bytes += p.lost_bytes
+        if p.lost_messages is None:
+            report.unknown_loss = True
+        elif p.lost_messages:
+            report.lost_messages += p.lost_messages
+            report.lost_chunks += 1
+    if output is None:
+        os.replace(out, src.path)
+    return report
+
+
+def _has_tail(src: PartFile) -> bool:
+    return PartFile(src.path).has_footer if src.size else False
+
+
+def _intact(frame: bytes) -> bool:
+    pre = parse_prefix(frame, 0)
+    if pre is None or pre.opcode != OP_CHUNK or pre.size != len(frame):
+        return False
+    head_end = 20 + pre.meta_len + 4
+    return check_head(frame[:20], frame[20:head_end]) and check_body(
+        memoryview(frame)[head_end:-4], frame[-4:]
+    )
+
+
+def _name(src: PartFile, channel_id: int) -> str:
+    ch = src.channels.get(channel_id)
+    return ch.name if ch else f"channel #{channel_id}"
