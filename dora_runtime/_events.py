@@ -75,6 +75,8 @@ class EventStream:
         self._connected: dict[str, int] = {i: 0 for i in cfg.inputs}
         self._exited_nodes: set[str] = set()
         self._stopped = False
+        self._io_owner: str | None = None
+        self._consumers_waiting = 0
         self._stop_delivered = False
         self._closed = False
         self.drops: dict[str, int] = {i: 0 for i in cfg.inputs}
@@ -97,7 +99,12 @@ class EventStream:
     # -- consumer side (any thread) ---------------------------------------------------------
 
     def pop(self, timeout_s: float | None) -> Item | None | bool:
-        """Next item; ``None`` once the stream has ended; ``False`` on timeout."""
+        """Next item; ``None`` once the stream has ended; ``False`` on timeout.
+
+        A caller that finds the queues empty takes over the sockets from the pump thread and
+        waits in ``select`` itself, so a message wakes exactly one thread (the one that consumes
+        it) instead of the pump and then the consumer: one wake-up less per message.
+        """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cond:
             while True:
@@ -109,7 +116,30 @@ class EventStream:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                if self._io_owner is None:
+                    self._select_as_consumer(remaining)
+                    continue
+                if self._io_owner == "pump":
+                    self._wake_w.send(b"w")  # hand the sockets over to us
+                self._consumers_waiting += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._consumers_waiting -= 1
+
+    def _select_as_consumer(self, timeout_s: float | None) -> None:
+        """Called with ``_cond`` held and nobody selecting; returns with it held again."""
+        self._io_owner = "consumer"
+        try:
+            self._cond.release()
+            try:
+                events = self._sel.select(timeout=timeout_s)
+            finally:
+                self._cond.acquire()
+            self._process(events)
+        finally:
+            self._io_owner = None
+            self._cond.notify_all()
 
     def pop_nowait(self) -> Item | None:
         with self._cond:
@@ -149,25 +179,39 @@ class EventStream:
         self._specials.append(Item(self._order, kind, input_id))
 
     def _pump(self) -> None:
+        """Keeps queues drained (drop-oldest, control frames) while the node is busy."""
         last_report = time.monotonic()
         while not self._closed:
-            events = self._sel.select(timeout=_DROP_REPORT_INTERVAL_S)
             with self._cond:
-                for key, _ in events:
-                    tag = key.data
-                    if tag == "listen":
-                        self._accept_all()
-                    elif tag == "wake":
-                        self._resume()
-                    elif tag == "control":
-                        self._read_control()
-                    else:
-                        self._read_edge(tag)
-                self._cond.notify_all()
+                while (self._io_owner is not None or self._consumers_waiting) and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                self._io_owner = "pump"
+            try:
+                events = self._sel.select(timeout=_DROP_REPORT_INTERVAL_S)
+            finally:
+                with self._cond:
+                    self._io_owner = None
+                    self._process(events)
+                    self._cond.notify_all()
             now = time.monotonic()
             if now - last_report >= _DROP_REPORT_INTERVAL_S:
                 last_report = now
                 self.report_drops()
+
+    def _process(self, events: list[tuple[selectors.SelectorKey, int]]) -> None:
+        """Handle ready sockets; called with ``_cond`` held."""
+        for key, _ in events:
+            tag = key.data
+            if tag == "listen":
+                self._accept_all()
+            elif tag == "wake":
+                self._resume()
+            elif tag == "control":
+                self._read_control()
+            else:
+                self._read_edge(tag)
 
     def report_drops(self) -> None:
         if self.drops != self._reported_drops:
