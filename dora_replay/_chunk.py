@@ -1,7 +1,7 @@
 """Chunk layer: many messages of one channel as one Arrow record batch, compressed.
 
-A chunk body is the Arrow IPC *encapsulated message* of a record batch (no schema: the schema is in
-the channel record) compressed with the chunk's codec. Columns, one row per message:
+A chunk body is an Arrow IPC stream holding one record batch (with its dictionaries, if any),
+compressed with the chunk's codec. Columns, one row per message:
 ``log_time_ns`` int64, ``publish_time_ns`` int64, ``seq`` uint64, ``cause`` utf8 (nullable),
 ``metadata`` binary (msgpack map, nullable), ``data`` large_list<item: T> (the message's array).
 """
@@ -159,10 +159,18 @@ def _optional_column(pieces: list[Piece], attr: str, typ: pa.DataType, n: int) -
 
 
 def encode_batch(batch: pa.RecordBatch) -> pa.Buffer:
-    """Arrow IPC encapsulated message of ``batch`` (what a chunk body holds before compression)."""
-    return batch.serialize()
+    """Arrow IPC stream (schema, dictionaries, one record batch, end marker) of ``batch``: what a
+    chunk body holds before compression."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as w:
+        w.write_batch(batch)
+    return sink.getvalue()
 
 
 def decode_batch(raw: bytes, schema: pa.Schema) -> pa.RecordBatch:
-    """Record batch from a decompressed chunk body; raises ``pa.ArrowInvalid`` if malformed."""
-    return pa.ipc.read_record_batch(pa.py_buffer(raw), schema)
+    """Record batch from a decompressed chunk body; raises ``pa.ArrowInvalid`` if malformed or if
+    its schema differs from the channel's ``schema``."""
+    reader = pa.ipc.open_stream(pa.py_buffer(raw))
+    if not reader.schema.equals(schema):
+        raise pa.ArrowInvalid(f"chunk schema {reader.schema} differs from its channel's")
+    return reader.read_next_batch()

@@ -16,7 +16,14 @@ import msgpack
 import numpy as np
 import pyarrow as pa
 
-from dora_replay._chunk import Compressor, Piece, build_batch, chunk_schema, parse_compression
+from dora_replay._chunk import (
+    Compressor,
+    Piece,
+    build_batch,
+    chunk_schema,
+    encode_batch,
+    parse_compression,
+)
 from dora_replay._index import ChannelDef, Header
 from dora_replay._records import ChunkMeta
 from dora_replay._sink import PartSink
@@ -58,7 +65,8 @@ class _Chan:
 
 @dataclass(slots=True)
 class _Inflight:
-    """A chunk being compressed; written to the file in emission order."""
+    """A chunk being encoded; ``body`` is (or will be) ``(raw_size, compressed)``. Chunks are
+    written to the file in emission order."""
 
     body: Future[Any] | Any
     name: str
@@ -66,12 +74,17 @@ class _Inflight:
     count: int
     start_ns: int
     end_ns: int
-    raw_size: int
     data_bytes: int
 
 
+def _encode(pieces: list[Piece], schema: pa.Schema, comp: Compressor) -> tuple[int, Any]:
+    """(uncompressed size, compressed body) of a chunk; runs on the pool for large chunks."""
+    raw = encode_batch(build_batch(pieces, schema))
+    return raw.size, comp.compress(raw)
+
+
 _MT_MIN_BYTES = 1 << 20
-"""Chunks at least this large (uncompressed bytes) are compressed on the thread pool."""
+"""Chunks with at least this many data bytes are built and compressed on the thread pool."""
 
 _PACKER = msgpack.Packer(use_bin_type=True)
 
@@ -385,17 +398,16 @@ class Writer:
     def _emit(self, ch: _Chan) -> None:
         pieces, ch.staged, ch.staged_bytes = ch.staged, [], 0
         dtype = pieces[0].data_type
-        batch = build_batch(pieces, self._schema(dtype)[0])
-        raw = batch.serialize()
-        if self._pool is not None and raw.size >= _MT_MIN_BYTES:
-            body: Any = self._pool.submit(self._comp.compress, raw)
-        else:
-            body = self._comp.compress(raw)
-        log = batch.column(0)
-        n = batch.num_rows
+        schema = self._schema(dtype)[0]
+        n = sum(p.count for p in pieces)
+        start = min(int(p.log.min()) for p in pieces)
+        end = max(int(p.log.max()) for p in pieces)
         data_bytes = sum(p.values.nbytes for p in pieces)
-        start, end = log[0].as_py(), log[n - 1].as_py()
-        self._inflight.append(_Inflight(body, ch.name, dtype, n, start, end, raw.size, data_bytes))
+        if self._pool is not None and data_bytes >= _MT_MIN_BYTES:
+            body: Any = self._pool.submit(_encode, pieces, schema, self._comp)
+        else:
+            body = _encode(pieces, schema, self._comp)
+        self._inflight.append(_Inflight(body, ch.name, dtype, n, start, end, data_bytes))
         self._reap(wait=len(self._inflight) > self._max_inflight)
 
     def _reap(self, wait: bool = False, all_: bool = False) -> None:
@@ -413,10 +425,11 @@ class Writer:
 
     def _write_chunk(self, c: _Inflight) -> None:
         cid = self._channel_id(c.name, c.dtype, self._schema(c.dtype)[1])
+        raw_size, body = c.body
         meta = ChunkMeta(
-            cid, c.count, c.start_ns, c.end_ns, self._comp.code, c.raw_size, c.data_bytes
+            cid, c.count, c.start_ns, c.end_ns, self._comp.code, raw_size, c.data_bytes
         )
-        self._sink.add_chunk(meta, c.body)
+        self._sink.add_chunk(meta, body)
         self._dirty = True
         s = self._stats
         s.messages += c.count
