@@ -38,7 +38,9 @@ def node_printer(node_ids: list[str]) -> Callable[[str, str], None]:
     def printer(source: str, line: str) -> None:
         prefix = f"{source:>{width}} |"
         if color:
-            prefix = typer.style(prefix, fg="red" if source == "dora" else styles.get(source), bold=source == "dora")
+            prefix = typer.style(
+                prefix, fg="red" if source == "dora" else styles.get(source), bold=source == "dora"
+            )
         print(f"{prefix} {line}", flush=True)
 
     return printer

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from dora_cli import new_cmd, run_cmd, validate_cmd
+from dora_cli import new_cmd, record_cmd, run_cmd, validate_cmd
 
 app = typer.Typer(
     name="dora",
@@ -43,6 +43,7 @@ def _main(
 run_cmd.register(app)
 validate_cmd.register(app)
 app.add_typer(new_cmd.app, name="new")
+app.add_typer(record_cmd.app, name="record")
 
 try:  # the recording verbs (info, export, import) live beside the format code
     from dora_cli import recording_cmds
@@ -57,27 +58,18 @@ def main(argv: list[str] | None = None) -> Any:
     from dora_runtime.errors import DoraError
 
     args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
     try:
-        return app(args=args, standalone_mode=False)
+        return app(args=args, prog_name="dora")
     except DoraError as e:
-        if "--debug" in args:
+        if debug:
             traceback.print_exc()
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(1)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        typer.echo("Aborted.", err=True)
-        sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as e:  # click usage errors and the like
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if "--debug" in args:
+    except Exception as e:  # noqa: BLE001 - never a traceback dump without --debug
+        if debug:
             raise
         typer.secho(
             f"error: internal error: {type(e).__name__}: {e} (rerun with --debug for details)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -29,6 +30,12 @@ def run(
     grace: str = typer.Option(
         "5s", "--grace", help="After STOP, how long nodes get to exit before they are killed."
     ),
+    record: Path | None = typer.Option(
+        None,
+        "--record",
+        help="Also record every message the nodes send to this .dora file (zstd, 1 s flushes). "
+        "`dora record` has more options.",
+    ),
 ) -> None:
     """Run a dataflow until every node has exited (or Ctrl-C / --stop-after).
 
@@ -36,19 +43,45 @@ def run(
     its log file. A node that fails is reported with its exit code and last log lines; the other
     nodes keep running and `dora run` exits with status 1 at the end.
     """
+    opts = None
+    if record is not None:
+        from dora_replay.recorder import RecordOptions
+
+        opts = RecordOptions(output=str(record))
+    execute(dataflow, stop_after=stop_after, log_dir=log_dir, grace=grace, record=opts)
+
+
+def execute(
+    dataflow: Path,
+    *,
+    stop_after: str | None,
+    log_dir: Path | None,
+    grace: str,
+    record: Any = None,
+    record_nodes: list[str] | None = None,
+    record_topics: list[str] | None = None,
+) -> None:
+    """Shared by ``dora run`` and ``dora record``: load, run, report, exit status."""
     from dora_runtime.daemon import run_dataflow
     from dora_runtime.descriptor import load_descriptor
 
     stop_s = duration(stop_after, "--stop-after")
     grace_s = duration(grace, "--grace")
     descriptor = load_descriptor(dataflow)
-    printer = node_printer([n.id for n in descriptor.nodes] + ["dora"])
+    taps = []
+    if record is not None:
+        from dora_replay.recorder import recorder_tap, select_channels
+
+        channels = select_channels(descriptor, record_nodes, record_topics)
+        taps.append(recorder_tap(descriptor, record, channels))
+    printer = node_printer([n.id for n in descriptor.nodes] + [t.id for t in taps] + ["dora"])
     result = run_dataflow(
         descriptor,
         stop_after_s=stop_s,
         log_dir=log_dir,
         grace_s=grace_s if grace_s is not None else 5.0,
         printer=printer,
+        taps=taps,
     )
     for channel, n in sorted(result.drops.items()):
         printer("dora", f"input `{channel}` dropped {n} message(s) (queue full, drop-oldest)")

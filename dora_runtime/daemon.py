@@ -23,15 +23,17 @@ from typing import Any
 
 from dora_runtime import _framing
 from dora_runtime._config import EdgeConfig, InputConfig, NodeConfig
+from dora_runtime._ids import uuid7
 from dora_runtime._shm import unlink_segments
 from dora_runtime._spawn import die_with_parent, kill_group, node_command, node_env
 from dora_runtime.descriptor import Descriptor, NodeSpec
-from dora_runtime._ids import uuid7
+from dora_runtime.tap import TapSpec
 
 Printer = Callable[[str, str], None]
 """``printer(source, line)``: source is a node id or ``"dora"``."""
 
 DEFAULT_GRACE_S = 5.0
+TAP_GRACE_S = 30.0
 _LAST_LINES = 12
 
 
@@ -49,6 +51,7 @@ class NodeState:
     drops: dict[str, int] = field(default_factory=dict)
     last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=_LAST_LINES))
     log_file: Any = None
+    tap: TapSpec | None = None
 
 
 @dataclass
@@ -78,7 +81,7 @@ class Daemon:
         log_dir: Path | None = None,
         grace_s: float = DEFAULT_GRACE_S,
         printer: Printer = _default_printer,
-        extra_edges: dict[str, list[EdgeConfig]] | None = None,
+        taps: list[TapSpec] | None = None,
     ) -> None:
         self.descriptor = descriptor
         self.dataflow_id = uuid7()
@@ -87,12 +90,14 @@ class Daemon:
         self.log_dir = log_dir or descriptor.base_dir / "out" / self.dataflow_id
         self.grace_s = grace_s
         self.printer = printer
-        self._extra_edges = extra_edges or {}
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"dora-{self._short}-"))
         self.nodes: dict[str, NodeState] = {
             n.id: NodeState(n, str(self.run_dir / f"n{i}.sock"))
             for i, n in enumerate(descriptor.nodes)
         }
+        for i, tap in enumerate(taps or []):
+            spec = NodeSpec(id=tap.id, path=tap.command[0], env=dict(tap.env))
+            self.nodes[tap.id] = NodeState(spec, str(self.run_dir / f"t{i}.sock"), tap=tap)
         self._stopping = False
         self._stop_requested = asyncio.Event()
         self._all_exited = asyncio.Event()
@@ -148,10 +153,20 @@ class Daemon:
                 )
                 for n, i in self.descriptor.subscribers(spec.id, out)
             ]
-            outputs[out] = edges + self._extra_edges.get(f"{spec.id}/{out}", [])
+            channel = f"{spec.id}/{out}"
+            edges += [
+                EdgeConfig(
+                    node=s.spec.id, input=channel, socket=s.socket_path, queue_size=s.tap.queue_size
+                )
+                for s in self.nodes.values()
+                if s.tap is not None and channel in s.tap.channels
+            ]
+            outputs[out] = edges
         inputs = {
             i.id: InputConfig(i.source, i.queue_size, i.queue_policy) for i in spec.inputs.values()
         }
+        if state.tap is not None:
+            inputs = {c: InputConfig(c, state.tap.queue_size) for c in state.tap.channels}
         assert state.listen is not None
         return NodeConfig(
             dataflow_id=self.dataflow_id,
@@ -177,8 +192,9 @@ class Daemon:
         cfg = self._node_config(state)
         assert state.listen is not None
         try:
+            command = state.tap.command if state.tap is not None else node_command(spec)
             state.proc = await asyncio.create_subprocess_exec(
-                *node_command(spec),
+                *command,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -234,7 +250,9 @@ class Daemon:
         if state.killed_after_grace:
             self._say(f"node `{state.spec.id}` did not stop within {self.grace_s:g} s; killed")
             return
-        reason = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
+        reason = (
+            f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
+        )
         lines = "\n".join(f"    {ln}" for ln in state.last_lines) or "    (no output)"
         self._say(f"node `{state.spec.id}` failed with {reason}; last log lines:\n{lines}")
 
@@ -252,7 +270,7 @@ class Daemon:
                             return
                         state.control = writer
                         state.registered = True
-                        if self._stopping:
+                        if self._stopping and state.tap is None:
                             self._write(writer, ["STOP", "MANUAL"])
                         self._check_ready()
                     elif frame[0] == "DROPS" and state is not None:
@@ -318,32 +336,40 @@ class Daemon:
         for t in self._timer_tasks:
             t.cancel()
         self._say("stopping dataflow: sent STOP to every node")
-        await self._broadcast(["STOP", "MANUAL"])
+        await self._broadcast(["STOP", "MANUAL"], taps=False)
         self._stop_requested.clear()
         try:
             await asyncio.wait_for(self._all_exited.wait(), timeout=self.grace_s)
             return
         except TimeoutError:
             pass
-        except asyncio.CancelledError:
-            raise
-        self._kill_remaining()
+        self._kill_remaining(taps=False)
+        # Taps (recorders) finish writing what the nodes sent before they are killed too.
+        try:
+            await asyncio.wait_for(self._all_exited.wait(), timeout=TAP_GRACE_S)
+        except TimeoutError:
+            self._kill_remaining()
 
     def kill_now(self) -> None:
         """Second Ctrl-C: kill every node at once."""
         self._stopping = True
         self._kill_remaining()
 
-    def _kill_remaining(self) -> None:
+    def _kill_remaining(self, taps: bool = True) -> None:
         for state in self.nodes.values():
+            if state.tap is not None and not taps:
+                continue
             if state.proc is not None and not state.exited:
                 state.killed_after_grace = True
                 kill_group(state.proc.pid)
 
-    async def _broadcast(self, msg: list[Any], exclude: str | None = None) -> None:
+    async def _broadcast(
+        self, msg: list[Any], exclude: str | None = None, taps: bool = True
+    ) -> None:
         for state in self.nodes.values():
             if state.control is not None and state.spec.id != exclude and not state.exited:
-                self._write(state.control, msg)
+                if taps or state.tap is None:
+                    self._write(state.control, msg)
 
     @staticmethod
     def _write(writer: asyncio.StreamWriter, msg: list[Any]) -> None:
@@ -377,10 +403,15 @@ class Daemon:
         for node_id, s in self.nodes.items():
             if s.returncode not in (0, None) or (s.returncode is None and s.proc is not None):
                 failures[node_id] = (
-                    "killed after the grace period" if s.killed_after_grace else f"exit {s.returncode}"
+                    "killed after the grace period"
+                    if s.killed_after_grace
+                    else f"exit {s.returncode}"
                 )
         drops = {
-            f"{node_id}/{inp}": n for node_id, s in self.nodes.items() for inp, n in s.drops.items() if n
+            f"{node_id}/{inp}": n
+            for node_id, s in self.nodes.items()
+            for inp, n in s.drops.items()
+            if n
         }
         return DataflowResult(
             dataflow_id=self.dataflow_id,
@@ -399,11 +430,12 @@ def run_dataflow(
     grace_s: float = DEFAULT_GRACE_S,
     printer: Printer = _default_printer,
     handle_signals: bool = True,
+    taps: list[TapSpec] | None = None,
 ) -> DataflowResult:
     """Run ``descriptor`` to completion in this process (what ``dora run`` does)."""
 
     async def main() -> DataflowResult:
-        daemon = Daemon(descriptor, log_dir=log_dir, grace_s=grace_s, printer=printer)
+        daemon = Daemon(descriptor, log_dir=log_dir, grace_s=grace_s, printer=printer, taps=taps)
         loop = asyncio.get_running_loop()
         if handle_signals:
             presses = 0

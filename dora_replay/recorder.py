@@ -1,0 +1,151 @@
+"""The recorder: a tap process beside the daemon that writes what nodes send to a ``.dora`` file.
+
+``recorder_tap(...)`` builds the ``TapSpec`` the daemon starts (``dora run --record``,
+``dora record``); the process itself runs ``main()``. A node's send only ever writes to the
+recorder's socket: decoding, compression and disk I/O happen in this process, on the writer's
+threads. Messages the recorder cannot keep (it fell behind by more than its queue, or the writer's
+buffer limit) are counted per channel and stored in the file's statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dora_replay.errors import RecordingError
+
+if TYPE_CHECKING:
+    from dora_runtime.descriptor import Descriptor
+    from dora_runtime.tap import TapSpec
+
+OPTIONS_ENV = "DORA_RECORD_OPTIONS"
+RECORDER_ID = "dora-record"
+
+
+@dataclass
+class RecordOptions:
+    """What to record and how. Sizes in bytes, durations in seconds."""
+
+    output: str
+    compression: str = "zstd"
+    chunk_size_bytes: int = 4 << 20
+    split_size_bytes: int | None = None
+    split_duration_s: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    max_buffer_bytes: int = 512 << 20
+
+
+def select_channels(
+    descriptor: Descriptor, nodes: list[str] | None = None, topics: list[str] | None = None
+) -> list[str]:
+    """``node/output`` channels to record: all by default, or those of ``nodes``, or ``topics``.
+
+    Raises ``RecordingError`` naming an unknown node or topic and listing the valid ones.
+    """
+    every = [f"{n.id}/{o}" for n in descriptor.nodes for o in n.outputs]
+    if topics:
+        unknown = [t for t in topics if t not in every]
+        if unknown:
+            raise RecordingError(
+                f"--topics names unknown output(s) {', '.join(unknown)}; "
+                f"the dataflow has: {', '.join(every) or '(none)'}"
+            )
+        return list(dict.fromkeys(topics))
+    if nodes:
+        ids = {n.id for n in descriptor.nodes}
+        unknown = [n for n in nodes if n not in ids]
+        if unknown:
+            raise RecordingError(
+                f"--nodes names unknown node(s) {', '.join(unknown)}; "
+                f"the dataflow has: {', '.join(sorted(ids))}"
+            )
+        return [c for c in every if c.split("/", 1)[0] in nodes]
+    return every
+
+
+def recorder_tap(descriptor: Descriptor, options: RecordOptions, channels: list[str]) -> TapSpec:
+    """The tap the daemon starts to record ``channels`` into ``options.output``."""
+    from dora_runtime.tap import TapSpec
+
+    if not channels:
+        raise RecordingError("nothing to record: the selected nodes declare no outputs")
+    out = Path(options.output)
+    if out.parent and not out.parent.exists():
+        raise RecordingError(f"cannot record to {out}: folder {out.parent} does not exist")
+    opts = dict(options.__dict__)
+    opts["output"] = str(out.resolve())
+    return TapSpec(
+        id=RECORDER_ID,
+        command=[sys.executable, "-m", "dora_replay.recorder"],
+        channels=channels,
+        env={OPTIONS_ENV: json.dumps(opts)},
+    )
+
+
+def main() -> int:
+    """Entry point of the recorder process (started by the daemon)."""
+    from dora_replay._writer import open_writer
+    from dora_runtime.tap import TapClient
+
+    opts = RecordOptions(**json.loads(os.environ[OPTIONS_ENV]))
+    tap = TapClient()
+    writer = open_writer(
+        opts.output,
+        tap.dataflow_yaml(),
+        opts.metadata,
+        compression=opts.compression,
+        chunk_size_bytes=opts.chunk_size_bytes,
+        split_size_bytes=opts.split_size_bytes,
+        split_duration_s=opts.split_duration_s,
+        max_buffer_bytes=opts.max_buffer_bytes,
+    )
+    print(f"recording {len(tap.channels)} channel(s) to {opts.output}", flush=True)
+    reported: dict[str, int] = {}
+    next_check = time.monotonic() + 1.0
+    try:
+        for msg in tap:
+            writer.write(
+                msg.channel,
+                msg.value,
+                log_time_ns=time.time_ns(),
+                publish_time_ns=msg.publish_time_ns,
+                seq=msg.seq,
+                cause=msg.cause,
+                metadata=msg.metadata,
+            )
+            del msg
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + 1.0
+                _sync_drops(tap.drops, reported, writer)
+    finally:
+        _sync_drops(tap.drops, reported, writer)
+        tap.close()
+        writer.close()
+    st = writer.stats
+    dropped = sum(st.drops.values())
+    parts = ", ".join(str(p) for p in st.parts) or opts.output
+    print(
+        f"recorded {st.messages} message(s) on {len(st.channels)} channel(s) to {parts} "
+        f"({st.bytes_written / 2**20:.1f} MiB on disk from {st.bytes_in / 2**20:.1f} MiB)",
+        flush=True,
+    )
+    if dropped:
+        print(f"WARNING: the recorder could not keep {dropped} message(s): {st.drops}", flush=True)
+    return 0
+
+
+def _sync_drops(now: dict[str, int], reported: dict[str, int], writer: object) -> None:
+    for channel, total in now.items():
+        delta = total - reported.get(channel, 0)
+        if delta > 0:
+            writer.add_drops(channel, delta)  # type: ignore[attr-defined]
+            reported[channel] = total
+
+
+if __name__ == "__main__":
+    sys.exit(main())
