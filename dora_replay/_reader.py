@@ -189,7 +189,8 @@ class PartFile:
             pre = parse_prefix(raw, pos)
             if pre is not None:
                 if pos + PREFIX_SIZE + pre.meta_len + 4 > self.size:
-                    self._lost(pos, self.size - pos, "truncated", "file ends inside a frame", None)
+                    if pre.opcode != OP_FOOTER:  # a cut-off footer loses no message
+                        self._lost(pos, self.size - pos, "truncated", "file ends inside a frame")
                     return
                 meta_crc = self.pread(pre.meta_len + 4, pos + PREFIX_SIZE)
                 if check_head(raw, meta_crc):
@@ -205,6 +206,8 @@ class PartFile:
     def _scanned(self, pre: FramePrefix, meta: bytes) -> int:
         end = pre.offset + pre.size
         if end > self.size:
+            if pre.opcode == OP_FOOTER:  # a cut-off footer loses no message
+                return self.size
             lost = None
             what = "file ends inside a frame"
             if pre.opcode == OP_CHUNK and len(meta) >= CHUNK_META_SIZE:
