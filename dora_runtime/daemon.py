@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -35,6 +36,7 @@ Printer = Callable[[str, str], None]
 DEFAULT_GRACE_S = 5.0
 TAP_GRACE_S = 30.0
 _LAST_LINES = 12
+_DRAIN_AFTER_EXIT_S = 0.5
 
 
 @dataclass
@@ -112,6 +114,9 @@ class Daemon:
         self._stop_requested.set()
 
     async def run(self, stop_after_s: float | None = None) -> DataflowResult:
+        for name in clean_stale_runs():
+            self._say(f"removed {name}, left by a dora run that was killed")
+        (self.run_dir / "daemon.pid").write_text(str(os.getpid()))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         server = await asyncio.start_unix_server(
             self._on_control, path=str(self.run_dir / "daemon.sock")
@@ -216,16 +221,32 @@ class Daemon:
 
     async def _wait_node(self, state: NodeState) -> None:
         if state.proc is not None:
-            await asyncio.gather(
-                self._pump_stream(state, state.proc.stdout),
-                self._pump_stream(state, state.proc.stderr),
-            )
-            state.returncode = await state.proc.wait()
+            state.returncode = await self._wait_exit(state, state.proc)
             state.exited = True
         self._report_exit(state)
         await self._broadcast(["EXITED", state.spec.id], exclude=state.spec.id)
         if all(s.exited for s in self.nodes.values()):
             self._all_exited.set()
+
+    async def _wait_exit(self, state: NodeState, proc: asyncio.subprocess.Process) -> int:
+        """Pump the node's output until it exits; returns its exit code.
+
+        A grandchild the node started may keep the node's stdout/stderr open after the node
+        exited, and on Python 3.11 ``Process.wait()`` also waits for the pipes. So the exit is
+        watched on its own; then what is already in the pipes is read for a moment, and the rest
+        is left to the group kill at cleanup.
+        """
+        pumps = asyncio.gather(
+            self._pump_stream(state, proc.stdout), self._pump_stream(state, proc.stderr)
+        )
+        exited = asyncio.create_task(_poll_returncode(proc))
+        done, _ = await asyncio.wait({pumps, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if pumps in done:
+            exited.cancel()
+            return await proc.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pumps, timeout=_DRAIN_AFTER_EXIT_S)
+        return exited.result()
 
     async def _pump_stream(self, state: NodeState, stream: asyncio.StreamReader | None) -> None:
         if stream is None:
@@ -420,6 +441,41 @@ class Daemon:
             drops=drops,
             log_dir=self.log_dir,
         )
+
+
+async def _poll_returncode(proc: asyncio.subprocess.Process) -> int:
+    while proc.returncode is None:
+        await asyncio.sleep(0.02)
+    return proc.returncode
+
+
+def clean_stale_runs(tmp_dir: str | None = None) -> list[str]:
+    """Remove run folders and shared-memory segments of daemons that died without cleaning up
+    (``kill -9`` of ``dora run``). Returns what was removed."""
+    removed: list[str] = []
+    base = Path(tmp_dir or tempfile.gettempdir())
+    for pid_file in base.glob("dora-*/daemon.pid"):
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if _alive(pid):
+            continue
+        short = pid_file.parent.name.split("-")[1]
+        removed += unlink_segments(f"dora-{short}-")
+        shutil.rmtree(pid_file.parent, ignore_errors=True)
+        removed.append(str(pid_file.parent))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_dataflow(
