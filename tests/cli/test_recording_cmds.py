@@ -1,0 +1,147 @@
+"""CLI verbs for recordings on real files: info (text/JSON), export, import, repair, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import dora_replay
+from dora_cli.recording_cmds import register, repair_command
+
+YAML = (
+    "nodes:\n  - id: cam\n    path: cam.py\n    outputs: [image]\n  - id: imu\n    path: imu.py\n"
+)
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.command("repair")
+    def _repair(path: Path, output: Path | None = None) -> None:
+        repair_command(path, output)
+
+    return app
+
+
+@pytest.fixture
+def rec(tmp_path: Path) -> Path:
+    path = tmp_path / "run.dora"
+    with dora_replay.open_writer(path, YAML, {"robot": "r2", "git": "abc123"}) as w:
+        for i in range(50):
+            t = 1_700_000_000_000_000_000 + i * 10_000_000  # 100 Hz
+            w.write(
+                "cam/image", pa.array([i] * 16, pa.uint8()), log_time_ns=t, publish_time_ns=t, seq=i
+            )
+            if i % 2 == 0:
+                w.write(
+                    "imu/data", pa.array([0.5, 1.5]), log_time_ns=t, publish_time_ns=t, seq=i // 2
+                )
+        w.add_drops("imu/data", 4)
+    return path
+
+
+def test_info_text(app: typer.Typer, rec: Path) -> None:
+    result = CliRunner().invoke(app, ["info", str(rec)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for needle in (
+        "cam/image",
+        "imu/data",
+        "100.0",
+        "50.0",
+        "uint8",
+        "double",
+        "robot=r2",
+        "cam, imu",
+        "0.490 s",
+    ):
+        assert needle in out, needle
+
+
+def test_info_json(app: typer.Typer, rec: Path) -> None:
+    result = CliRunner().invoke(app, ["info", str(rec), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    chans = {c["name"]: c for c in doc["channels"]}
+    assert chans["cam/image"]["message_count"] == 50 and round(chans["cam/image"]["rate_hz"]) == 100
+    assert chans["imu/data"]["drops"] == 4 and chans["imu/data"]["arrow_types"] == ["double"]
+    assert doc["nodes"] == ["cam", "imu"] and doc["metadata"] == {"robot": "r2", "git": "abc123"}
+    assert (
+        doc["duration_s"] == pytest.approx(0.49) and doc["clean"] and doc["compression_ratio"] > 0
+    )
+    assert doc["problems"] == [] and doc["format_version"] == dora_replay.FORMAT_VERSION
+
+
+def test_info_reports_corruption_without_failing(app: typer.Typer, rec: Path) -> None:
+    raw = bytearray(rec.read_bytes())
+    with dora_replay.open(rec) as r:
+        first = r.parts[0].chunks[0]
+    raw[first.offset + first.size - 6] ^= 0xFF
+    rec.write_bytes(bytes(raw))
+    result = CliRunner().invoke(app, ["info", str(rec), "--json"])
+    doc = json.loads(result.output)
+    assert result.exit_code == 0 and doc["lost_messages"] > 0 and "CRC" in doc["problems"][0]
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(None, "no such recording"), (b"", "truncated"), (b"garbage!" * 10, "not a .dora recording")],
+)
+def test_errors_are_one_line_and_exit_1(
+    app: typer.Typer, tmp_path: Path, content: bytes | None, needle: str
+) -> None:
+    path = tmp_path / "bad.dora"
+    if content is not None:
+        path.write_bytes(content)
+    for args in (
+        ["info", str(path)],
+        ["export", str(path), "--format", "mcap", "-o", str(tmp_path / "o.mcap")],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0] and str(path) in lines[0], result.output
+        assert "Traceback" not in result.output
+
+
+def test_export_and_import_round_trip(app: typer.Typer, rec: Path, tmp_path: Path) -> None:
+    mcap, back, pq = tmp_path / "run.mcap", tmp_path / "back.dora", tmp_path / "pq"
+    r = CliRunner().invoke(app, ["export", str(rec), "--format", "mcap", "-o", str(mcap)])
+    assert r.exit_code == 0 and "wrote 75 messages" in r.output
+    r = CliRunner().invoke(app, ["import", str(mcap), "-o", str(back)])
+    assert r.exit_code == 0 and "imported 75 messages on 2 channels" in r.output, r.output
+    with dora_replay.open(back) as b:
+        assert b.channels["cam/image"].message_count == 50 and b.dataflow_yaml == YAML
+    r = CliRunner().invoke(app, ["export", str(rec), "-f", "parquet", "-o", str(pq)])
+    assert r.exit_code == 0 and (pq / "imu" / "data.parquet").exists()
+
+
+def test_import_of_a_non_mcap_file_is_one_line(app: typer.Typer, tmp_path: Path) -> None:
+    bad = tmp_path / "bag.mcap"
+    bad.write_bytes(b"not mcap")
+    r = CliRunner().invoke(app, ["import", str(bad), "-o", str(tmp_path / "x.dora")])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1 and "bag.mcap" in r.output
+
+
+def test_repair_command(app: typer.Typer, rec: Path) -> None:
+    raw = rec.read_bytes()
+    rec.write_bytes(raw[: len(raw) - 300])  # footer and tail gone
+    r = CliRunner().invoke(app, ["repair", str(rec)])
+    assert r.exit_code == 0 and "recovered 75 message(s)" in r.output and "lost 0" in r.output
+    with dora_replay.open(rec) as fixed:
+        assert fixed.clean and fixed.message_count == 75
+
+
+def test_cli_module_does_not_import_pyarrow() -> None:
+    code = "import sys, dora_cli.recording_cmds; print('pyarrow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,239 @@
+"""MCAP and Parquet interop on real files: export, import (incl. rosbag2 CDR), round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from mcap.reader import make_reader
+
+import dora_replay
+from dora_replay._export_mcap import export_mcap
+from dora_replay._export_parquet import export_parquet
+from dora_replay._import_mcap import channel_name, import_mcap
+
+YAML = "nodes:\n  - id: cam\n    path: cam.py\n    outputs: [image]\n"
+
+TWIST = """geometry_msgs/Vector3 linear
+geometry_msgs/Vector3 angular
+================================================================================
+MSG: geometry_msgs/Vector3
+float64 x
+float64 y
+float64 z
+"""
+
+IMU = """std_msgs/Header header
+geometry_msgs/Quaternion orientation
+float64[9] orientation_covariance
+geometry_msgs/Vector3 angular_velocity
+float64[9] angular_velocity_covariance
+geometry_msgs/Vector3 linear_acceleration
+float64[9] linear_acceleration_covariance
+================================================================================
+MSG: std_msgs/Header
+builtin_interfaces/Time stamp
+string frame_id
+================================================================================
+MSG: builtin_interfaces/Time
+int32 sec
+uint32 nanosec
+================================================================================
+MSG: geometry_msgs/Quaternion
+float64 x
+float64 y
+float64 z
+float64 w
+================================================================================
+MSG: geometry_msgs/Vector3
+float64 x
+float64 y
+float64 z
+"""
+
+SENT = [
+    ("cam/image", pa.array(np.arange(64, dtype=np.uint8)), {"encoding": "mono8", "width": 8}),
+    ("imu/data", pa.array([0.1, -9.81, 0.0]), None),
+    ("det/boxes", pa.array([{"x": 1.5, "label": "cup", "tags": ["a"]}]), {"flags": [1, 2]}),
+    ("det/names", pa.array(["a", None, "c"]), None),
+    ("raw/blob", pa.array([b"\x00\x01", None]), None),
+    ("imu/data", pa.array([0.2, -9.8, float("nan")]), None),
+    (
+        "cam/image",
+        pa.array(np.arange(64, dtype=np.uint8)[::-1].copy()),
+        {"encoding": "mono8", "width": 8},
+    ),
+]
+
+
+def record(path: Path) -> None:
+    with dora_replay.open_writer(path, YAML, {"robot": "r2", "git": "abc123"}) as w:
+        for i, (ch, data, meta) in enumerate(SENT):
+            w.write(
+                ch,
+                data,
+                log_time_ns=10**18 + i * 1000,
+                publish_time_ns=10**18 + i * 900,
+                seq=i,
+                cause="in/1" if i else None,
+                metadata=meta,
+            )
+
+
+def same(a: pa.Array, b: pa.Array) -> bool:
+    return a.type == b.type and repr(a.to_pylist()) == repr(b.to_pylist())
+
+
+def test_mcap_export_is_json_foxglove_can_show(tmp_path: Path) -> None:
+    src, out = tmp_path / "run.dora", tmp_path / "run.mcap"
+    record(src)
+    assert export_mcap(src, out) == len(SENT)
+    with out.open("rb") as f:
+        reader = make_reader(f)
+        meta = {m.name: m.metadata for m in reader.iter_metadata()}
+        assert meta["dora"]["dataflow_yaml"] == YAML and meta["dora"]["meta.robot"] == "r2"
+    with out.open("rb") as f:
+        rows = list(make_reader(f).iter_messages())
+    assert [c.topic for _, c, _ in rows] == [c for c, _, _ in SENT]
+    for schema, channel, message in rows:
+        assert channel.message_encoding == "json" and schema.encoding == "jsonschema"
+        json.loads(schema.data)
+        doc = json.loads(message.data)
+        assert set(doc) == {"data", "seq", "cause", "metadata"}
+    first = json.loads(rows[0][2].data)
+    assert isinstance(first["data"], str)  # uint8 image as base64
+    boxes = json.loads(rows[2][2].data)
+    assert boxes["data"] == {"x": 1.5, "label": "cup", "tags": ["a"]} and boxes["metadata"] == {
+        "flags": [1, 2]
+    }
+    assert rows[1][2].log_time == 10**18 + 1000 and rows[1][2].publish_time == 10**18 + 900
+
+
+def test_mcap_round_trip_restores_types_values_metadata_and_times(tmp_path: Path) -> None:
+    src, mid, back = tmp_path / "run.dora", tmp_path / "run.mcap", tmp_path / "back.dora"
+    record(src)
+    export_mcap(src, mid)
+    report = import_mcap(mid, back)
+    assert report.messages == len(SENT) and report.raw == []
+    with dora_replay.open(src) as a, dora_replay.open(back) as b:
+        assert b.dataflow_yaml == YAML and b.metadata["git"] == "abc123"
+        for x, y in zip(a.iter_messages(), b.iter_messages(), strict=True):
+            assert (x.channel, x.log_time_ns, x.publish_time_ns, x.seq, x.cause, x.metadata) == (
+                y.channel,
+                y.log_time_ns,
+                y.publish_time_ns,
+                y.seq,
+                y.cause,
+                y.metadata,
+            )
+            assert same(x.data, y.data), (x.data, y.data)
+
+
+def write_rosbag(path: Path) -> None:
+    from mcap_ros2.writer import Writer
+
+    with path.open("wb") as f:
+        w = Writer(f)
+        twist = w.register_msgdef("geometry_msgs/msg/Twist", TWIST)
+        imu = w.register_msgdef("sensor_msgs/msg/Imu", IMU)
+        for i in range(5):
+            t = 1_700_000_000_000_000_000 + i * 10_000_000
+            w.write_message(
+                "/cmd_vel",
+                twist,
+                {
+                    "linear": {"x": 0.5 * i, "y": 0.0, "z": 0.0},
+                    "angular": {"x": 0.0, "y": 0.0, "z": 0.1},
+                },
+                log_time=t,
+                publish_time=t,
+                sequence=i,
+            )
+            w.write_message(
+                "/robot/imu",
+                imu,
+                {
+                    "header": {
+                        "stamp": {"sec": 1_700_000_000, "nanosec": i},
+                        "frame_id": "imu_link",
+                    },
+                    "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0},
+                    "orientation_covariance": [0.0] * 9,
+                    "angular_velocity": {"x": 0.01 * i, "y": 0.0, "z": 0.0},
+                    "angular_velocity_covariance": [0.0] * 9,
+                    "linear_acceleration": {"x": 0.0, "y": 0.0, "z": 9.81},
+                    "linear_acceleration_covariance": [0.0] * 9,
+                },
+                log_time=t + 1,
+                publish_time=t,
+                sequence=i,
+            )
+        w.finish()
+
+
+def test_rosbag2_cdr_import_maps_messages_to_one_row_structs(tmp_path: Path) -> None:
+    bag, out = tmp_path / "bag.mcap", tmp_path / "bag.dora"
+    write_rosbag(bag)
+    report = import_mcap(bag, out)
+    assert report.messages == 10 and report.channels == {"ros/cmd_vel": 5, "robot/imu": 5}
+    with dora_replay.open(out) as rec:
+        assert "id: robot" in rec.dataflow_yaml and "- imu" in rec.dataflow_yaml
+        twists = list(rec.iter_messages(channels="ros/cmd_vel"))
+        assert [m.data.to_pylist()[0]["linear"]["x"] for m in twists] == [0.0, 0.5, 1.0, 1.5, 2.0]
+        assert all(isinstance(m.data, pa.StructArray) and len(m.data) == 1 for m in twists)
+        imu = list(rec.iter_messages(channels="robot/imu"))[3].data.to_pylist()[0]
+        assert imu["header"]["frame_id"] == "imu_link" and imu["header"]["stamp"]["nanosec"] == 3
+        assert (
+            imu["linear_acceleration"]["z"] == 9.81 and imu["orientation_covariance"] == [0.0] * 9
+        )
+        assert [m.seq for m in twists] == list(range(5))
+        assert twists[1].log_time_ns == 1_700_000_000_010_000_000
+        assert rec.channels["robot/imu"].types[0].get_field_index("header") == 0
+
+
+def test_other_encodings_are_kept_as_raw_bytes(tmp_path: Path) -> None:
+    from mcap.writer import Writer
+
+    path, out = tmp_path / "pb.mcap", tmp_path / "pb.dora"
+    with path.open("wb") as f:
+        w = Writer(f)
+        w.start()
+        sid = w.register_schema("foo.Bar", "protobuf", b"\x00")
+        cid = w.register_channel("/foo", "protobuf", sid)
+        w.add_message(cid, log_time=5, data=b"\x08\x01", publish_time=4)
+        w.finish()
+    report = import_mcap(path, out)
+    assert report.raw == ["ros/foo"]
+    with dora_replay.open(out) as rec:
+        [m] = list(rec.iter_messages())
+    assert m.data.to_pylist() == [8, 1] and m.metadata == {
+        "mcap.encoding": "protobuf",
+        "mcap.schema": "foo.Bar",
+    }
+
+
+def test_channel_names_for_topics() -> None:
+    assert channel_name("cam/image") == "cam/image"
+    assert channel_name("/cmd_vel") == "ros/cmd_vel"
+    assert channel_name("/a/b/c") == "a_b/c"
+    assert channel_name("/") == "ros/unnamed"
+
+
+def test_parquet_export_one_file_per_channel(tmp_path: Path) -> None:
+    src, out = tmp_path / "run.dora", tmp_path / "pq"
+    record(src)
+    files = export_parquet(src, out)
+    assert sorted(p.relative_to(out).as_posix() for p in files) == [
+        "cam/image.parquet",
+        "det/boxes.parquet",
+        "det/names.parquet",
+        "imu/data.parquet",
+        "raw/blob.parquet",
+    ]
+    table = pq.read_table(out / "cam" / "image.parquet")
+    assert table.num_rows == 2 and table.column("data").to_pylist()[1] == list(range(63, -1, -1))
+    assert json.loads(table.column("metadata")[0].as_py()) == {"encoding": "mono8", "width": 8}
+    assert table.schema.metadata[b"dora.channel"] == b"cam/image"
