@@ -238,7 +238,7 @@ def bench_memory(side: Side, settings: Settings) -> dict[str, float]:
 
     settings = Settings(**{**settings.__dict__, "timeout_s": settings.memory_s + 60})
     run_dataflow(side, _two_nodes(env), settings, sampler=sample)
-    out = {}
+    out = {"samples (1/s)": float(len(daemon))}
     for name, xs in (("daemon", daemon), ("nodes", nodes)):
         xs = xs or [0.0]
         out.update({f"{name} first": xs[0], f"{name} last": xs[-1], f"{name} max": max(xs)})

@@ -65,7 +65,8 @@ def memory_rows(memory: dict[str, dict[str, float]]) -> list[tuple[str, ...]]:
     for k in keys:
         a, b = memory.get(OURS, {}).get(k), memory.get(REF, {}).get(k)
         ratio = _ratio(a, b)
-        out.append((f"RSS {k} (MB)", _fmt(a), _fmt(b), f"{ratio:.2f}" if ratio else "-", ""))
+        label = f"RSS {k} (MB)" if "RSS" not in k and "samples" not in k else f"RSS {k}"
+        out.append((label, _fmt(a), _fmt(b), f"{ratio:.2f}" if ratio else "-", ""))
     return out
 
 
@@ -134,6 +135,13 @@ def machine() -> list[str]:
         f"- memory: {psutil.virtual_memory().total / 2**30:.1f} GiB",
     ]
     try:
+        rev = subprocess.run(
+            ["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        lines.append(f"- dora-py revision: {rev or 'unknown'}; reference: dora-rs 1.1.0")
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         for line in lscpu.splitlines():
             if line.split(":")[0].strip() in (
