@@ -11,7 +11,6 @@ Usage: python bench/record_format.py [--quick] [--frames N] [--imu N] [--level L
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
-import numpy as np
 import pyarrow as pa
 
 from dora_replay._chunk import (
@@ -25,11 +23,11 @@ from dora_replay._chunk import (
     parse_compression,
 )
 from dora_replay._index import ChannelDef, Header
+from dora_replay._pieces import FIELDS as _FIELDS
+from dora_replay._pieces import make_pieces, pack_metadata
 from dora_replay._records import ChunkMeta
 from dora_replay._sink import PartSink
 from dora_replay.errors import RecordingError
-
-_FIELDS = 6  # data, log_time_ns, publish_time_ns, seq, cause, packed metadata
 
 
 def part_path(base: Path, part: int) -> Path:
@@ -85,25 +83,6 @@ def _encode(pieces: list[Piece], schema: pa.Schema, comp: Compressor) -> tuple[i
 
 _MT_MIN_BYTES = 1 << 20
 """Chunks with at least this many data bytes are built and compressed on the thread pool."""
-
-_PACKER = msgpack.Packer(use_bin_type=True)
-
-
-def pack_metadata(metadata: dict[str, Any]) -> bytes:
-    """msgpack-encode message metadata (values: bool, int, float, str, list, nested)."""
-    try:
-        return _PACKER.pack(metadata)
-    except (TypeError, ValueError, OverflowError) as exc:
-        _PACKER.reset()
-        raise TypeError(
-            f"metadata {metadata!r} cannot be recorded ({exc}); use bool/int/float/str/list values"
-        ) from None
-
-
-def _to_arrow(data: Any) -> pa.Array:
-    from dora_runtime._codec import to_arrow
-
-    return to_arrow(data)
 
 
 class Writer:
@@ -347,53 +326,11 @@ class Writer:
             self._update_backlog()
 
     def _pieces(self, name: str, items: list[Any]) -> list[Piece]:
-        datas = items[0::_FIELDS]
-        try:
-            runs = [(0, len(datas), pa.concat_arrays(datas))]
-        except (TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            try:
-                runs = self._typed_runs(datas)
-            except Exception as exc:  # a message the node API would not accept either
-                self._stats.errors.append(f"{name}: {exc}")
-                self.add_drops(name, len(datas))
-                return []
-            datas = [_to_arrow(d) for d in datas]
-        pieces = []
-        for lo, hi, values in runs:
-            sl = slice(lo * _FIELDS, hi * _FIELDS)
-            part = items[sl]
-            causes = part[4::_FIELDS]
-            metas = part[5::_FIELDS]
-            n = hi - lo
-            try:
-                pieces.append(
-                    Piece(
-                        data_type=values.type,
-                        values=values,
-                        lengths=np.fromiter(map(len, datas[lo:hi]), np.int64, n),
-                        log=np.array(part[1::_FIELDS], dtype=np.int64),
-                        pub=np.array(part[2::_FIELDS], dtype=np.int64),
-                        seq=np.array(part[3::_FIELDS], dtype=np.uint64),
-                        causes=None if causes.count(None) == n else causes,
-                        metas=None if metas.count(None) == n else metas,
-                        nbytes=values.nbytes + 40 * n,
-                    )
-                )
-            except (TypeError, ValueError, OverflowError) as exc:
-                self._stats.errors.append(f"{name}: bad times or seq ({exc})")
-                self.add_drops(name, n)
+        pieces, bad = make_pieces(items)
+        for n, why in bad:
+            self._stats.errors.append(f"{name}: {why}")
+            self.add_drops(name, n)
         return pieces
-
-    @staticmethod
-    def _typed_runs(datas: list[Any]) -> list[tuple[int, int, pa.Array]]:
-        arrays = [_to_arrow(d) for d in datas]
-        runs: list[tuple[int, int, pa.Array]] = []
-        lo = 0
-        for i in range(1, len(arrays) + 1):
-            if i == len(arrays) or arrays[i].type != arrays[lo].type:
-                runs.append((lo, i, pa.concat_arrays(arrays[lo:i])))
-                lo = i
-        return runs
 
     def _emit(self, ch: _Chan) -> None:
         pieces, ch.staged, ch.staged_bytes = ch.staged, [], 0
