@@ -7,7 +7,13 @@ importing pyarrow.
 from typing import TYPE_CHECKING, Any
 
 from dora_runtime.descriptor import Descriptor, InputSpec, NodeSpec, load_descriptor
-from dora_runtime.errors import DataflowFailed, DescriptorError, DoraError, NodeError, TransportError
+from dora_runtime.errors import (
+    DataflowFailed,
+    DescriptorError,
+    DoraError,
+    NodeError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from dora_runtime.node import Node

@@ -45,6 +45,7 @@ class NodeConfig:
     descriptor_path: str | None = None
     node_raw: dict[str, Any] = field(default_factory=dict)
     restart_count: int = 0
+    lockstep: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

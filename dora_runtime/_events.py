@@ -80,6 +80,10 @@ class EventStream:
         self._stop_delivered = False
         self._closed = False
         self.drops: dict[str, int] = {i: 0 for i in cfg.inputs}
+        # Lockstep accounting: messages taken off each input's socket (queued or dropped).
+        self.received: dict[str, int] = {i: 0 for i in cfg.inputs}
+        self._idle_hook: Any = None
+        self.barriers: dict[int, threading.Event] = {}
         self._reported_drops: dict[str, int] = dict(self.drops)
         self._paused: dict[str, _Conn] = {}
         self._wake_r, self._wake_w = socket.socketpair()
@@ -116,6 +120,8 @@ class EventStream:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
+                if self._idle_hook is not None:
+                    self._idle_hook()
                 if self._io_owner is None:
                     self._select_as_consumer(remaining)
                     continue
@@ -272,6 +278,7 @@ class EventStream:
                 return
             q = self._queues[input_id]
             spec = self._cfg.inputs[input_id]
+            self.received[input_id] += 1
             self._order += 1
             q.append(Item(self._order, "INPUT", input_id, frame))
             if spec.queue_policy == "backpressure":
@@ -314,6 +321,10 @@ class EventStream:
                     self._push_special("STOP", frame[1] if len(frame) > 1 else "MANUAL")
             elif tag == "EXITED":
                 self._on_node_exited(frame[1])
+            elif tag == "BARRIER_OK":
+                waiter = self.barriers.pop(frame[1], None)
+                if waiter is not None:
+                    waiter.set()
 
     def _on_node_exited(self, node_id: str) -> None:
         """Close inputs from a node that exited without ever connecting (e.g. crashed early)."""

@@ -20,7 +20,6 @@ MAX_FRAME = 64 * 1024 * 1024
 """Largest accepted frame body in bytes. Payloads this big belong in shared memory."""
 
 
-
 def encode(obj: Any) -> bytes:
     """Encode one message as a complete frame (length prefix included)."""
     body = msgpack.packb(obj, use_bin_type=True)

@@ -25,17 +25,19 @@ _BACKPRESSURE_POLL_S = 0.05
 
 
 class _Edge:
-    __slots__ = ("cfg", "sock", "alive", "outstanding")
+    __slots__ = ("cfg", "sock", "alive", "outstanding", "sent")
 
     def __init__(self, cfg: EdgeConfig, sock: socket.socket | None) -> None:
         self.cfg = cfg
         self.sock = sock
         self.alive = sock is not None
         self.outstanding: deque[tuple[Region, int]] = deque()
+        self.sent = 0
 
     def send(self, frame: bytes) -> None:
         if not self.alive:
             return
+        self.sent += 1
         try:
             self.sock.sendall(frame)  # type: ignore[union-attr]
         except (BrokenPipeError, ConnectionResetError):
@@ -75,6 +77,15 @@ class Sender:
             sock.close()
             return _Edge(e, None)  # receiver already gone
         return _Edge(e, sock)
+
+    def sent_counts(self) -> dict[str, int]:
+        """Messages written per receiving ``node/input`` (lockstep accounting)."""
+        counts: dict[str, int] = {}
+        for edges in self._edges.values():
+            for e in edges:
+                key = f"{e.cfg.node}/{e.cfg.input}"
+                counts[key] = counts.get(key, 0) + e.sent
+        return counts
 
     @property
     def outputs(self) -> list[str]:

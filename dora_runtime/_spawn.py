@@ -23,7 +23,9 @@ def node_command(node: NodeSpec, python: str | None = None) -> list[str]:
     return [path, *node.args]
 
 
-def node_env(node: NodeSpec, config_json: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+def node_env(
+    node: NodeSpec, config_json: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(node.env)
     env.update(extra or {})

@@ -54,6 +54,9 @@ class NodeState:
     last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=_LAST_LINES))
     log_file: Any = None
     tap: TapSpec | None = None
+    idle: tuple[dict[str, int], dict[str, int]] | None = None  # lockstep: (received, sent)
+    barrier: int | None = None
+    barrier_key: int = 0
 
 
 @dataclass
@@ -84,6 +87,8 @@ class Daemon:
         grace_s: float = DEFAULT_GRACE_S,
         printer: Printer = _default_printer,
         taps: list[TapSpec] | None = None,
+        lockstep: bool = False,
+        feeders: set[str] | None = None,
     ) -> None:
         self.descriptor = descriptor
         self.dataflow_id = uuid7()
@@ -91,6 +96,8 @@ class Daemon:
         self.shm_prefix = f"dora-{self._short}-"
         self.log_dir = log_dir or descriptor.base_dir / "out" / self.dataflow_id
         self.grace_s = grace_s
+        self.lockstep = lockstep
+        self.feeders = set(feeders or ())
         self.printer = printer
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"dora-{self._short}-"))
         self.nodes: dict[str, NodeState] = {
@@ -184,6 +191,7 @@ class Daemon:
             shm_allowed_prefix=self.shm_prefix,
             descriptor_path=str(self.descriptor.path.resolve()) if self.descriptor.path else None,
             node_raw=spec.raw,
+            lockstep=self.lockstep,
         )
 
     async def _spawn(self, state: NodeState) -> None:
@@ -225,6 +233,8 @@ class Daemon:
             state.exited = True
         self._report_exit(state)
         await self._broadcast(["EXITED", state.spec.id], exclude=state.spec.id)
+        if self.lockstep:
+            self._check_barriers()
         if all(s.exited for s in self.nodes.values()):
             self._all_exited.set()
 
@@ -296,8 +306,52 @@ class Daemon:
                         self._check_ready()
                     elif frame[0] == "DROPS" and state is not None:
                         state.drops = dict(frame[1])
+                    elif frame[0] == "IDLE" and state is not None:
+                        state.idle = (frame[1], frame[2])
+                        self._check_barriers()
+                    elif frame[0] == "BARRIER" and state is not None:
+                        state.barrier = frame[1]
+                        state.idle = (frame[2], frame[3])
+                        state.barrier_key = frame[4] if len(frame) > 4 else 0
+                        self._check_barriers()
         except (ConnectionResetError, _framing.TransportError):
             pass
+
+    def _quiescent(self) -> bool:
+        """Lockstep: every running node waits with empty queues and nothing is in flight."""
+        gone = {s.spec.id for s in self.nodes.values() if s.exited}
+        sent = received = 0
+        for s in self.nodes.values():
+            if s.tap is not None:
+                continue
+            if s.idle is None:
+                if not s.exited:
+                    return False  # not yet waiting for input
+                continue
+            rec, snd = s.idle
+            if s.spec.id not in gone:
+                timers = {i.id for i in s.spec.inputs.values() if i.is_timer}
+                received += sum(n for k, n in rec.items() if k not in timers)
+            for key, n in snd.items():
+                target = key.split("/", 1)[0]
+                if target not in gone and not self._is_tap(target):
+                    sent += n
+        return sent == received
+
+    def _is_tap(self, node_id: str) -> bool:
+        s = self.nodes.get(node_id)
+        return s is not None and s.tap is not None
+
+    def _check_barriers(self) -> None:
+        """Release one feeder (smallest order key) once every feeder waits and all is quiet."""
+        feeders = [s for s in self.nodes.values() if s.spec.id in self.feeders and not s.exited]
+        waiting = [s for s in self.nodes.values() if s.barrier is not None]
+        if not waiting or any(s.barrier is None for s in feeders) or not self._quiescent():
+            return
+        first = min(waiting, key=lambda s: s.barrier_key)
+        if first.control is not None:
+            self._write(first.control, ["BARRIER_OK", first.barrier])
+        first.barrier = None
 
     def _check_ready(self) -> None:
         if all(s.registered or s.exited for s in self.nodes.values()):
@@ -487,11 +541,21 @@ def run_dataflow(
     printer: Printer = _default_printer,
     handle_signals: bool = True,
     taps: list[TapSpec] | None = None,
+    lockstep: bool = False,
+    feeders: set[str] | None = None,
 ) -> DataflowResult:
     """Run ``descriptor`` to completion in this process (what ``dora run`` does)."""
 
     async def main() -> DataflowResult:
-        daemon = Daemon(descriptor, log_dir=log_dir, grace_s=grace_s, printer=printer, taps=taps)
+        daemon = Daemon(
+            descriptor,
+            log_dir=log_dir,
+            grace_s=grace_s,
+            printer=printer,
+            taps=taps,
+            lockstep=lockstep,
+            feeders=feeders,
+        )
         loop = asyncio.get_running_loop()
         if handle_signals:
             presses = 0

@@ -65,6 +65,10 @@ class Node:
         )
         self._cause: str | None = None
         self._closed = False
+        self._last_idle: Any = None
+        self._barrier_seq = 0
+        if cfg.lockstep:
+            self._events._idle_hook = self._report_idle
         _bridge_logging(cfg.node_id)
         atexit.register(self.close)
 
@@ -120,11 +124,19 @@ class Node:
         md = dict(metadata) if metadata else {}
         md["timestamp"] = _dt.datetime.fromtimestamp(publish_ns / 1e9, tz=_UTC)
         self._cause = f"{self._cfg.inputs[item.input_id].source}#{seq}"
-        return {"type": "INPUT", "id": item.input_id, "kind": "dora", "value": value, "metadata": md}
+        return {
+            "type": "INPUT",
+            "id": item.input_id,
+            "kind": "dora",
+            "value": value,
+            "metadata": md,
+        }
 
     # -- outputs -------------------------------------------------------------------------
 
-    def send_output(self, output_id: str, data: Any, metadata: dict[str, Any] | None = None) -> None:
+    def send_output(
+        self, output_id: str, data: Any, metadata: dict[str, Any] | None = None
+    ) -> None:
         """Send ``data`` (pyarrow Array, bytes, numpy array or list) on a declared output."""
         arr = to_arrow(data)
         self._sender.send(output_id, arr, check_metadata(metadata), self._cause)
@@ -214,6 +226,39 @@ class Node:
     def log_trace(self, message: str) -> None:
         self.log("trace", message)
 
+    # -- lockstep (deterministic replay) --------------------------------------------------
+
+    def _lockstep_counts(self) -> list[Any]:
+        return [dict(self._events.received), self._sender.sent_counts()]
+
+    def _report_idle(self) -> None:
+        """Lockstep mode: tell the daemon this node waits with empty queues, and its counts."""
+        counts = self._lockstep_counts()
+        if counts != self._last_idle:
+            self._last_idle = counts
+            self._send_control(["IDLE", *counts])
+
+    def lockstep_barrier(self, timeout: float | None = None, order_key: int = 0) -> bool:
+        """dora-py extension used by replay feeders in lockstep mode (``--speed 0``).
+
+        Blocks until every other node of the dataflow waits for input with empty queues and no
+        message is in flight, so what happens next does not depend on machine speed. Returns
+        False on timeout (seconds) or when the dataflow is not in lockstep mode.
+
+        With several feeders, the daemon releases one at a time, the one with the smallest
+        ``order_key`` (e.g. the recorded time of its next message), once all of them wait.
+        """
+        if not self._cfg.lockstep:
+            return False
+        self._barrier_seq += 1
+        token = self._barrier_seq
+        done = threading.Event()
+        self._events.barriers[token] = done
+        self._send_control(["BARRIER", token, *self._lockstep_counts(), order_key])
+        ok = done.wait(timeout)
+        self._events.barriers.pop(token, None)
+        return ok
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def _send_control(self, msg: list[Any]) -> None:
@@ -228,6 +273,8 @@ class Node:
         if self._closed:
             return
         self._closed = True
+        if self._cfg.lockstep:
+            self._report_idle()  # final counts: what this node sent before exiting
         self._events.report_drops()
         self._sender.close()
         self._send_control(["DONE"])
