@@ -73,6 +73,8 @@ def execute(
         from dora_replay.recorder import recorder_tap, select_channels
 
         channels = select_channels(descriptor, record_nodes, record_topics)
+        # replay resolves the recorded dataflow's node paths against this folder
+        record.metadata.setdefault("dataflow_path", str(Path(dataflow).resolve()))
         taps.append(recorder_tap(descriptor, record, channels))
     printer = node_printer([n.id for n in descriptor.nodes] + [t.id for t in taps] + ["dora"])
     result = run_dataflow(
