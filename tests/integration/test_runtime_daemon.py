@@ -190,7 +190,7 @@ nodes:
     )
     assert r.returncode == 0, r.output
     res = r.result("collect")
-    seen = [(t, i, v) for t, i, v, _ in res["events"]]
+    seen = [(t, i, v) for t, i, v, *_ in res["events"]]
     assert seen == [
         ("INPUT", "a", 0),
         ("INPUT", "a", 1),

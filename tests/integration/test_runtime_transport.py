@@ -51,13 +51,14 @@ nodes:
     got = [e[2] for e in r.result("collect")["events"] if e[0] == "INPUT"]
     assert got[-1] == 199
     # 200 x 64 KiB went through a handful of segments: released regions were reused. With
-    # backpressure at most queue_size regions are outstanding; with drop-oldest a region is
-    # released when its message is dropped or read, so only a scheduling hiccup adds more.
+    # backpressure at most queue_size regions are outstanding. With drop-oldest a region is
+    # released when its message is read or dropped, but messages still in the socket buffer
+    # hold theirs, so a receiver that is descheduled for a while costs more: a loose bound.
     if policy == "backpressure":
         assert got == list(range(200))
         assert 1 <= sent["created"] <= 6, sent
     else:
-        assert 1 <= sent["created"] <= 25, sent
+        assert 1 <= sent["created"] <= 80, sent
     assert len(sent["segments"]) == sent["created"]
 
 

@@ -2,7 +2,8 @@
 
 Env: NAME (collect), FIRST_SLEEP_S (sleep after the first input, to let a queue fill),
 SLEEP_S (sleep after every input). Touches ``<NAME>.ready`` after the first event.
-Saves ``{"events": [[type, id, first_value], ...], "after_end": <next() after the end>}``.
+Saves ``{"events": [[type, id, value[0], time, metadata], ...], "after_end": <next() after the
+end>}``; metadata without its timestamp.
 """
 
 import os
@@ -19,7 +20,9 @@ events = []
 inputs = 0
 for event in node:
     value = None
+    md = None
     if event["type"] == "INPUT":
+        md = {k: v for k, v in event["metadata"].items() if k != "timestamp"}
         inputs += 1
         v = event["value"]
         value = v[0].as_py() if len(v) else None
@@ -27,7 +30,7 @@ for event in node:
             time.sleep(first_sleep)
         if per_msg:
             time.sleep(per_msg)
-    events.append([event["type"], event["id"], value, time.time()])
+    events.append([event["type"], event["id"], value, time.time(), md])
     if len(events) == 1:
         signal_file(f"{name}.ready")
 after_end = node.next(timeout=0.2)

@@ -1,6 +1,6 @@
 """Sends COUNT messages on ``out``: value i as int64, padded to PAYLOAD_BYTES if set.
 
-Env: COUNT (10), PAYLOAD_BYTES (0: a one-element array), LARGE_EVERY (0: never; else every Nth
+Env: OUTPUT (out), COUNT (10), PAYLOAD_BYTES (0: a one-element array), LARGE_EVERY (0: never; else every Nth
 message is 8 KiB), INTERVAL_S (0), START_DELAY_S (0), EXIT (normal|sigkill), NAME (send_seq).
 Saves the send duration, the names of the segments it created, and ``node._pool.created``.
 """
@@ -24,6 +24,7 @@ def payload(i: int, nbytes: int) -> pa.Array:
 
 
 node = Node()
+output = os.environ.get("OUTPUT", "out")
 count = env_int("COUNT", 10)
 nbytes = env_int("PAYLOAD_BYTES", 0)
 large_every = env_int("LARGE_EVERY", 0)
@@ -33,7 +34,7 @@ time.sleep(env_float("START_DELAY_S", 0.0))
 start = time.monotonic()
 for i in range(count):
     size = 8192 if large_every and i % large_every == 0 else nbytes
-    node.send_output("out", payload(i, size), {"i": i})
+    node.send_output(output, payload(i, size), {"i": i})
     if interval:
         time.sleep(interval)
 elapsed = time.monotonic() - start

@@ -1,0 +1,96 @@
+"""``dora --help``, ``dora run``: help, the default log location, one-line errors on bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DORA_SCRIPT = Path(sys.executable).parent / "dora"
+
+
+def dora(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "dora_cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess[str], *expected: str) -> None:
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out, out
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: "), lines
+    for text in expected:
+        assert text in lines[0], lines
+
+
+@pytest.mark.skipif(not DORA_SCRIPT.exists(), reason="dora console script not installed")
+def test_dora_script_help_lists_the_verbs() -> None:
+    r = subprocess.run([str(DORA_SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for verb in ("run", "validate", "new"):
+        assert verb in r.stdout
+
+
+def test_dora_run_help_documents_its_options() -> None:
+    r = dora("run", "--help")
+    assert r.returncode == 0, r.stderr
+    for option in ("--stop-after", "--log-dir", "--grace", "dataflow"):
+        assert option in r.stdout
+
+
+def test_missing_dataflow_file(tmp_path: Path) -> None:
+    r = dora("run", str(tmp_path / "nope.yml"))
+    assert_one_line_error(r, "nope.yml", "not found")
+
+
+def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
+    df = tmp_path / "bad.yml"
+    df.write_text("nodes:\n  - id: a\n    path: [x\n")
+    r = dora("run", str(df))
+    assert_one_line_error(r, "bad.yml:", "YAML")
+
+
+def test_missing_node_file(tmp_path: Path) -> None:
+    df = tmp_path / "df.yml"
+    df.write_text("nodes:\n  - id: a\n    path: missing.py\n")
+    r = dora("run", str(df))
+    assert_one_line_error(r, "df.yml:3", "missing.py")
+
+
+def test_bad_duration_option(tmp_path: Path) -> None:
+    df = tmp_path / "df.yml"
+    df.write_text("nodes:\n  - id: a\n    path: sh\n    args: -c true\n")
+    r = dora("run", str(df), "--stop-after", "soon")
+    assert_one_line_error(r, "--stop-after", "soon")
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    r = dora("--debug", "run", str(tmp_path / "nope.yml"))
+    assert r.returncode != 0
+    assert "Traceback" in r.stderr
+
+
+def test_logs_default_to_out_dataflow_id_next_to_the_file(tmp_path: Path) -> None:
+    df = tmp_path / "df.yml"
+    df.write_text("nodes:\n  - id: talker\n    path: sh\n    args: -c 'echo said-this'\n")
+    r = dora("run", str(df), cwd=REPO)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (run_dir,) = (tmp_path / "out").iterdir()
+    assert len(run_dir.name) == 36  # the dataflow id (a UUID)
+    assert (run_dir / "log_talker.txt").read_text() == "said-this\n"
+    assert str(run_dir) in r.stdout
