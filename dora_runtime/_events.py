@@ -24,21 +24,28 @@ from typing import Any
 
 from dora_runtime import _framing
 from dora_runtime._codec import release_unread
+from dora_runtime._framing import decode_body
 from dora_runtime._config import NodeConfig
 from dora_runtime._shm import ShmMapper
 
-_RECV_SIZE = 1 << 18
+_RECV_SIZE = 1 << 16
 _DROP_REPORT_INTERVAL_S = 0.5
 
 
 @dataclass(slots=True)
 class Item:
-    """One queued event. ``frame`` is the raw ``M`` frame for inputs, None for other events."""
+    """One queued event. ``frame`` is the msgpack body of the ``M``/``S`` data frame for inputs
+    (decoded only when the node takes it), None for other events."""
 
     order: int
     kind: str  # INPUT, INPUT_CLOSED, STOP
     input_id: str
-    frame: list[Any] | None = None
+    frame: bytes | None = None
+
+    def fields(self) -> list[Any]:
+        """``[tag, seq, publish_time_ns, cause, metadata, kind, *payload]``."""
+        assert self.frame is not None
+        return decode_body(self.frame)
 
 
 class _Conn:
@@ -67,7 +74,7 @@ class EventStream:
         self._control = control
         self._send_control = send_control
         self._on_receiver_exit = on_receiver_exit
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._queues: dict[str, deque[Item]] = {i: deque() for i in cfg.inputs}
         self._specials: deque[Item] = deque()
         self._order = 0
@@ -259,8 +266,26 @@ class EventStream:
             data = b""
         if data:
             conn.buf.feed(data)
-            for frame in conn.buf.frames():
-                self._on_frame(conn, frame)
+            input_id = conn.input_id
+            spec = self._cfg.inputs.get(input_id) if input_id is not None else None
+            if (
+                spec is not None
+                and spec.queue_policy != "backpressure"
+                and input_id in self._open_inputs
+            ):
+                # A flood on a drop-oldest input: only the newest queue_size frames can
+                # survive, so the others are never materialised.
+                skipped: list[bytes] = []
+                total = conn.buf.bodies(spec.queue_size, skipped)
+                for body in skipped:
+                    self._release(body)
+                gone = total - len(conn.buf.out)
+                if gone:
+                    self.received[input_id] += gone  # type: ignore[index]
+                    self.drops[input_id] += gone  # type: ignore[index]
+            else:
+                conn.buf.bodies()
+            self._on_bodies(conn, conn.buf.out)
             return
         self._sel.unregister(conn.sock)
         conn.sock.close()
@@ -269,31 +294,57 @@ class EventStream:
             if self._connected[conn.input_id] == 0:
                 self._close_input(conn.input_id)
 
-    def _on_frame(self, conn: _Conn, frame: list[Any]) -> None:
-        tag = frame[0]
-        if tag == "M":
-            input_id = conn.input_id
-            if input_id is None or input_id not in self._open_inputs:
-                release_unread(frame[5:], self._mapper)
-                return
-            q = self._queues[input_id]
-            spec = self._cfg.inputs[input_id]
-            self.received[input_id] += 1
-            self._order += 1
-            q.append(Item(self._order, "INPUT", input_id, frame))
-            if spec.queue_policy == "backpressure":
-                if len(q) >= spec.queue_size and input_id not in self._paused:
-                    self._paused[input_id] = conn
-                    self._sel.unregister(conn.sock)
-            elif len(q) > spec.queue_size:
-                old = q.popleft()
-                self.drops[input_id] += 1
-                release_unread(old.frame[5:], self._mapper)  # type: ignore[index]
-        elif tag == "H":
-            conn.source = f"{frame[1]}/{frame[2]}"
-            conn.input_id = frame[3]
-            if conn.input_id in self._connected:
-                self._connected[conn.input_id] += 1
+    def _on_bodies(self, conn: _Conn, bodies: list[bytes]) -> None:
+        """File a batch of data frames. Under a flood, drop-oldest keeps only the newest
+        ``queue_size`` of queue + batch without ever decoding the dropped ones (unless they
+        hold shared memory to release)."""
+        i = 0
+        while conn.input_id is None and i < len(bodies):
+            frame = decode_body(bodies[i])
+            i += 1
+            if frame[0] == "H":
+                conn.source = f"{frame[1]}/{frame[2]}"
+                conn.input_id = frame[3]
+                if conn.input_id in self._connected:
+                    self._connected[conn.input_id] += 1
+        batch = bodies[i:] if i else bodies
+        if not batch:
+            return
+        input_id = conn.input_id
+        if input_id is None or input_id not in self._open_inputs:
+            for body in batch:
+                self._release(body)
+            return
+        q = self._queues[input_id]
+        spec = self._cfg.inputs[input_id]
+        self.received[input_id] += len(batch)
+        if spec.queue_policy != "backpressure":
+            excess = len(q) + len(batch) - spec.queue_size
+            if excess > 0:
+                self.drops[input_id] += excess
+                from_queue = min(excess, len(q))
+                for _ in range(from_queue):
+                    self._release(q.popleft().frame)  # type: ignore[arg-type]
+                for body in batch[: excess - from_queue]:
+                    self._release(body)
+                batch = batch[excess - from_queue :]
+        order = self._order
+        for body in batch:
+            order += 1
+            q.append(Item(order, "INPUT", input_id, body))
+        self._order = order
+        if (
+            spec.queue_policy == "backpressure"
+            and len(q) >= spec.queue_size
+            and input_id not in self._paused
+        ):
+            self._paused[input_id] = conn
+            self._sel.unregister(conn.sock)
+
+    def _release(self, body: bytes) -> None:
+        """Release the shared memory of a data frame dropped unread (``S`` frames only)."""
+        if body[2] == 0x53:  # fixarray header, fixstr len 1, then the tag byte "S"
+            release_unread(decode_body(body)[5:], self._mapper)
 
     def _close_input(self, input_id: str) -> None:
         if input_id in self._open_inputs:

@@ -33,10 +33,11 @@ def decode_body(body: bytes | memoryview) -> Any:
 class FrameBuffer:
     """Incremental frame parser for a byte stream read in arbitrary pieces."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "out")
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self.out: list[bytes] = []
 
     def feed(self, data: bytes | memoryview) -> None:
         self._buf += data
@@ -57,6 +58,38 @@ class FrameBuffer:
             yield decode_body(body)
         if pos:
             del buf[:pos]
+
+    def bodies(self, keep_last: int | None = None, skipped: list[bytes] | None = None) -> int:
+        """Take every complete frame body buffered, still msgpack-encoded.
+
+        Returns how many frames were taken. Bodies go to ``self.out``; with ``keep_last``, only
+        the last ``keep_last`` are materialised and the count of the others is in the return
+        value; skipped bodies whose tag byte is ``S`` (shared memory to release) are appended
+        to ``skipped``.
+        """
+        buf = self._buf
+        spans = []
+        pos = 0
+        end = len(buf)
+        unpack = _LEN.unpack_from
+        while end - pos >= 4:
+            (n,) = unpack(buf, pos)
+            if n > MAX_FRAME:
+                raise TransportError(f"frame of {n} bytes exceeds the {MAX_FRAME} byte limit")
+            if end - pos - 4 < n:
+                break
+            spans.append(pos + 4)
+            pos += 4 + n
+        total = len(spans)
+        first = 0 if keep_last is None else max(0, total - keep_last)
+        for start in spans[:first]:
+            if skipped is not None and buf[start + 2] == 0x53:
+                (n,) = unpack(buf, start - 4)
+                skipped.append(bytes(buf[start : start + n]))
+        self.out = [bytes(buf[s : s + unpack(buf, s - 4)[0]]) for s in spans[first:]]
+        if pos:
+            del buf[:pos]
+        return total
 
     @property
     def pending(self) -> int:

@@ -112,6 +112,7 @@ class Sender:
                 if e.cfg.backpressure:
                     e.wait_for_room()
             region, payload = write_shm(arr, self._pool, [e.cfg.node for e in live])
+            head[0] = "S"
             self._fan_out(live, head, payload, region)
             return seq
 
@@ -128,7 +129,7 @@ class Sender:
         with self._lock:
             seq = self._seq[output_id]
             self._seq[output_id] = seq + 1
-            self._fan_out(live, ["M", seq, time.time_ns(), cause, metadata], payload, region)
+            self._fan_out(live, ["S", seq, time.time_ns(), cause, metadata], payload, region)
             return seq
 
     def acquire_raw(self, output_id: str, length: int) -> tuple[Region, list[_Edge]]:

@@ -117,8 +117,7 @@ class Node:
     def _to_event(self, item: Item) -> dict[str, Any]:
         if item.kind != "INPUT":
             return {"type": item.kind, "id": item.input_id, "kind": "dora"}
-        frame = item.frame
-        assert frame is not None
+        frame = item.fields()
         _, seq, publish_ns, _cause, metadata = frame[:5]
         value = decode(frame[5:], self._mapper)
         md = dict(metadata) if metadata else {}

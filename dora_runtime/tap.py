@@ -95,8 +95,7 @@ class TapClient:
                 return
             if item.kind != "INPUT":  # STOP is ignored: a tap records until its inputs close
                 continue
-            frame = item.frame
-            assert frame is not None
+            frame = item.fields()
             yield TapMessage(
                 channel=item.input_id,
                 seq=frame[1],
