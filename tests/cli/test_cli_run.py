@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 DORA_SCRIPT = Path(sys.executable).parent / "dora"
 
 
-def dora(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def dora(
+    *args: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(

@@ -9,7 +9,6 @@ import stat
 import sys
 import time
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import pytest

@@ -25,8 +25,17 @@ def echo_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = tmp_path_factory.mktemp("echo-site")
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
-             "--target", str(site), DORA_ECHO],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--target",
+                str(site),
+                DORA_ECHO,
+            ],
             capture_output=True,
             text=True,
             timeout=120,

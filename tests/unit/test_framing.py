@@ -30,7 +30,9 @@ scalars = (
 )
 messages = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=6)
+    ),
     max_leaves=30,
 )
 
@@ -81,7 +83,9 @@ def test_recv_frame_over_a_socket() -> None:
     a, b = socket.socketpair()
     with a, b:
         big = ["M", b"x" * 300_000]
-        writer = threading.Thread(target=lambda: a.sendall(_framing.encode(big) + _framing.encode([1])))
+        writer = threading.Thread(
+            target=lambda: a.sendall(_framing.encode(big) + _framing.encode([1]))
+        )
         writer.start()
         assert _framing.recv_frame(b) == big
         assert _framing.recv_frame(b) == [1]

@@ -5,8 +5,8 @@ import logging
 import time
 
 import pyarrow as pa
-
 from _util import save, signal_file, wait_file
+
 from dora import Node
 
 

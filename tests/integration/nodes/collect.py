@@ -10,6 +10,7 @@ import os
 import time
 
 from _util import env_float, save, signal_file
+
 from dora import Node
 
 node = Node()

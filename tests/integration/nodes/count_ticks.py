@@ -3,6 +3,7 @@
 import time
 
 from _util import env_float, save
+
 from dora import Node
 
 node = Node()

@@ -4,6 +4,7 @@ import sys
 import time
 
 from _util import env_int, save
+
 from dora import Node
 
 node = Node()

@@ -5,6 +5,7 @@ on ``finish`` exit (which closes the probe's input).
 """
 
 from _util import signal_file, wait_file
+
 from dora import Node
 
 node = Node()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 
 from _util import save
+
 from dora import Node
 
 node = Node()

@@ -3,6 +3,7 @@
 import time
 
 from _util import signal_file
+
 from dora import Node
 
 node = Node()

@@ -4,6 +4,7 @@ import os
 import sys
 
 from _util import save
+
 from dora import Node
 
 node = Node()

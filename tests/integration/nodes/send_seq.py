@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 import pyarrow as pa
-
 from _util import env_float, env_int, save
+
 from dora import Node
 
 

@@ -1,8 +1,8 @@
 """Sends three requests and records the ids it got and the responses that came back."""
 
 import pyarrow as pa
-
 from _util import save
+
 from dora import Node
 
 node = Node()
@@ -15,7 +15,11 @@ for event in node:
     if event["type"] == "INPUT":
         md = event["metadata"]
         responses.append(
-            {"request_id": md.get("request_id"), "n": md.get("n"), "value": event["value"].to_pylist()}
+            {
+                "request_id": md.get("request_id"),
+                "n": md.get("n"),
+                "value": event["value"].to_pylist(),
+            }
         )
         if len(responses) == 3:
             break

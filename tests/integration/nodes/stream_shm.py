@@ -4,8 +4,8 @@ Touches ``stream_shm.ready`` after 5 sends, with the segment names saved in ``st
 """
 
 import numpy as np
-
 from _util import save, signal_file
+
 from dora import Node
 
 node = Node()

@@ -3,6 +3,7 @@
 import threading
 
 from _util import save
+
 from dora import Node
 
 node = Node()

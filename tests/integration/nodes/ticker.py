@@ -1,6 +1,7 @@
 """On each timer tick sends the tick count on ``out``; exits after MAX_TICKS ticks."""
 
 from _util import env_int
+
 from dora import Node
 
 node = Node()

@@ -3,9 +3,9 @@
 import datetime as dt
 
 import pyarrow as pa
-
 from _util import save, shm_mappings
 from catalog import expected
+
 from dora import Node
 
 node = Node()
@@ -13,7 +13,9 @@ verdicts = {}
 events = []
 metadata = {}
 for event in node:
-    events.append({"keys": sorted(event), "type": event["type"], "id": event["id"], "kind": event.get("kind")})
+    events.append(
+        {"keys": sorted(event), "type": event["type"], "id": event["id"], "kind": event.get("kind")}
+    )
     if event["type"] != "INPUT":
         continue
     value = event["value"]
@@ -39,6 +41,6 @@ for event in node:
             "values": {k: v for k, v in md.items() if k != "timestamp"},
             "timestamp_is_datetime": isinstance(ts, dt.datetime),
             "timestamp_utc": ts.tzinfo is not None and ts.utcoffset() == dt.timedelta(0),
-            "timestamp_age_s": (dt.datetime.now(dt.timezone.utc) - ts).total_seconds(),
+            "timestamp_age_s": (dt.datetime.now(dt.UTC) - ts).total_seconds(),
         }
 save("types", {"verdicts": verdicts, "events": events, "metadata": metadata})

@@ -1,6 +1,7 @@
 """Sends every payload of ``catalog`` on ``out``, each tagged with ``metadata["case"]``."""
 
 from catalog import METADATA, RAW_LARGE, RAW_SMALL, cases
+
 from dora import Node
 
 node = Node()
