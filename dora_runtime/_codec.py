@@ -11,6 +11,7 @@ Payload kinds (the ``kind`` field of a ``M`` frame, see ``docs/protocol.md``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ _PRIMITIVES: dict[str, pa.DataType] = {
 }
 _PRIMITIVE_NAMES = {t: n for n, t in _PRIMITIVES.items()}
 _NULL = pa.array([], type=pa.null())
+_NULL_TYPE = pa.null()
 
 
 def to_arrow(data: Any) -> pa.Array:
@@ -106,13 +108,46 @@ def _ipc_bytes(arr: pa.Array) -> bytes:
 
 
 def encode_inline(arr: pa.Array) -> list[Any]:
-    """``[kind, *fields]`` for an inline payload."""
-    if len(arr) == 0 and arr.type == pa.null():
-        return ["n"]
+    """``[kind, *fields]`` for a payload below ``INLINE_THRESHOLD``."""
+    return encode_payload(arr, _no_shm)[1]
+
+
+def _no_shm(nbytes: int) -> Region:
+    raise NodeError(f"payload of {nbytes} bytes is too large to travel inline")
+
+
+def encode_payload(
+    arr: pa.Array, acquire: Callable[[int], Region]
+) -> tuple[Region | None, list[Any]]:
+    """``(None, [kind, *fields])`` for an inline payload, or ``(region, [kind, seg, ...])`` after
+    copying into a region from ``acquire(nbytes)``. One pass: the array is inspected and
+    serialised once. The slot field (index 4 of a shared-memory payload) is filled per receiver.
+    """
+    if arr.type == _NULL_TYPE and len(arr) == 0:
+        return None, ["n"]
     view = _primitive_view(arr)
     if view is not None:
-        return ["p", view[0], len(arr), view[1].tobytes()]
-    return ["i", _ipc_bytes(arr)]
+        name, mv = view
+        n = mv.nbytes
+        if n < INLINE_THRESHOLD:
+            return None, ["p", name, len(arr), mv.tobytes()]
+        region = acquire(n)
+        region.payload(n)[:] = mv
+        return region, ["q", region.name, DATA_OFFSET, n, 0, name, len(arr)]
+    if arr.nbytes < INLINE_THRESHOLD:
+        ipc = _ipc_bytes(arr)
+        if len(ipc) < INLINE_THRESHOLD:
+            return None, ["i", ipc]
+        region = acquire(len(ipc))
+        region.payload(len(ipc))[:] = ipc
+        return region, ["s", region.name, DATA_OFFSET, len(ipc), 0]
+    size = _ipc_size(arr)
+    region = acquire(size)
+    batch = _batch(arr)
+    sink = pa.FixedSizeBufferWriter(pa.py_buffer(region.payload(size)))
+    with pa.ipc.new_stream(sink, batch.schema) as w:
+        w.write_batch(batch)
+    return region, ["s", region.name, DATA_OFFSET, size, 0]
 
 
 def write_shm(arr: pa.Array, pool: ShmPool, owners: list[str]) -> tuple[Region, list[Any]]:

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from dora_runtime import _framing
-from dora_runtime._codec import INLINE_THRESHOLD, encode_inline, payload_size, write_shm
+from dora_runtime._codec import encode_payload
 from dora_runtime._config import EdgeConfig, NodeConfig
 from dora_runtime._shm import SLOTS_OFFSET, Region, ShmPool, wait_released
 from dora_runtime.errors import NodeError
@@ -103,15 +103,19 @@ class Sender:
             if not live:
                 return seq
             head = ["M", seq, time.time_ns(), cause, metadata]
-            if payload_size(arr) < INLINE_THRESHOLD:
-                frame = _framing.encode(head + encode_inline(arr))
+
+            def acquire(nbytes: int) -> Region:
+                for e in live:
+                    if e.cfg.backpressure:
+                        e.wait_for_room()
+                return self._pool.acquire(nbytes, [e.cfg.node for e in live])
+
+            region, payload = encode_payload(arr, acquire)
+            if region is None:
+                frame = _framing.encode(head + payload)
                 for e in live:
                     e.send(frame)
                 return seq
-            for e in live:
-                if e.cfg.backpressure:
-                    e.wait_for_room()
-            region, payload = write_shm(arr, self._pool, [e.cfg.node for e in live])
             head[0] = "S"
             self._fan_out(live, head, payload, region)
             return seq
