@@ -9,6 +9,7 @@ buffer limit) are counted per channel and stored in the file's statistics.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 OPTIONS_ENV = "DORA_RECORD_OPTIONS"
 RECORDER_ID = "dora-record"
+RECORDER_NICE = 10
 
 
 @dataclass
@@ -93,6 +95,10 @@ def main() -> int:
     from dora_runtime.tap import TapClient
 
     opts = RecordOptions(**json.loads(os.environ[OPTIONS_ENV]))
+    # Lower priority than the nodes: on a busy robot the dataflow's own latency comes first;
+    # the recorder buffers (and counts what it cannot keep) when it falls behind.
+    with contextlib.suppress(OSError):
+        os.nice(RECORDER_NICE)
     tap = TapClient()
     writer = open_writer(
         opts.output,

@@ -183,3 +183,15 @@ def test_kill_9_of_whole_run_keeps_flushed_chunks(tmp_path: Path, env: dict[str,
 
     removed = clean_stale_runs(env.get("TMPDIR"))
     assert any(name.startswith("dora-") and "/" not in name for name in removed), removed
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_live_recording_benchmark_smoke() -> None:
+    bench = Path(__file__).resolve().parents[2] / "bench" / "record_live.py"
+    r = subprocess.run(
+        [sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=220
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "frames recorded" in r.stdout
+    assert "zero frames lost at 100 MiB/s ........ PASS" in r.stdout
