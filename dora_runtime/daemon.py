@@ -17,7 +17,7 @@ import socket
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,9 @@ from dora_runtime.tap import TapSpec
 
 Printer = Callable[[str, str], None]
 """``printer(source, line)``: source is a node id or ``"dora"``."""
+
+StatusCallback = Callable[[str, str, "int | None"], None]
+"""``on_status(node_id, event, returncode)``: event is ``"running"`` (spawned) or ``"exited"``."""
 
 DEFAULT_GRACE_S = 5.0
 TAP_GRACE_S = 30.0
@@ -89,9 +92,19 @@ class Daemon:
         taps: list[TapSpec] | None = None,
         lockstep: bool = False,
         feeders: set[str] | None = None,
+        dataflow_id: str | None = None,
+        nodes_here: set[str] | None = None,
+        extra_edges: dict[str, list[EdgeConfig]] | None = None,
+        start_gate: Callable[[], Awaitable[None]] | None = None,
+        on_status: StatusCallback | None = None,
     ) -> None:
+        """The keywords after ``feeders`` serve the cluster daemon (``daemon_service``):
+        ``dataflow_id`` shared by every machine; ``nodes_here`` the subset of nodes placed on this
+        machine (default: all); ``extra_edges`` more receivers per ``node/output`` channel (the
+        cross-machine bridge); ``start_gate`` awaited once every listening socket exists and
+        before any node is spawned; ``on_status`` told when a node starts and exits."""
         self.descriptor = descriptor
-        self.dataflow_id = uuid7()
+        self.dataflow_id = dataflow_id or uuid7()
         self._short = self.dataflow_id.replace("-", "")[-12:]
         self.shm_prefix = f"dora-{self._short}-"
         self.log_dir = log_dir or descriptor.base_dir / "out" / self.dataflow_id
@@ -103,7 +116,11 @@ class Daemon:
         self.nodes: dict[str, NodeState] = {
             n.id: NodeState(n, str(self.run_dir / f"n{i}.sock"))
             for i, n in enumerate(descriptor.nodes)
+            if nodes_here is None or n.id in nodes_here
         }
+        self.extra_edges = extra_edges if extra_edges is not None else {}
+        self._start_gate = start_gate
+        self._on_status = on_status
         for i, tap in enumerate(taps or []):
             spec = NodeSpec(id=tap.id, path=tap.command[0], env=dict(tap.env))
             self.nodes[tap.id] = NodeState(spec, str(self.run_dir / f"t{i}.sock"), tap=tap)
@@ -131,6 +148,8 @@ class Daemon:
         try:
             for state in self.nodes.values():
                 self._listen(state)
+            if self._start_gate is not None:
+                await self._start_gate()
             for state in self.nodes.values():
                 await self._spawn(state)
             waiters = [asyncio.create_task(self._wait_node(s)) for s in self.nodes.values()]
@@ -164,8 +183,10 @@ class Daemon:
                     backpressure=i.queue_policy == "backpressure",
                 )
                 for n, i in self.descriptor.subscribers(spec.id, out)
+                if n.id in self.nodes  # receivers on other machines: see ``extra_edges``
             ]
             channel = f"{spec.id}/{out}"
+            edges += self.extra_edges.get(channel, [])
             edges += [
                 EdgeConfig(
                     node=s.spec.id, input=channel, socket=s.socket_path, queue_size=s.tap.queue_size
@@ -217,6 +238,7 @@ class Daemon:
                 pass_fds=[state.listen.fileno()],
                 preexec_fn=die_with_parent,
             )
+            self._status(spec.id, "running", None)
         except OSError as e:
             self._say(f"node `{spec.id}` could not start: {e.strerror}: {node_command(spec)[0]}")
             state.exited = True
@@ -232,6 +254,7 @@ class Daemon:
             state.returncode = await self._wait_exit(state, state.proc)
             state.exited = True
         self._report_exit(state)
+        self._status(state.spec.id, "exited", state.returncode)
         await self._broadcast(["EXITED", state.spec.id], exclude=state.spec.id)
         if self.lockstep:
             self._check_barriers()
@@ -261,11 +284,22 @@ class Daemon:
     async def _pump_stream(self, state: NodeState, stream: asyncio.StreamReader | None) -> None:
         if stream is None:
             return
+        in_long_line = False
         while True:
             try:
-                raw = await stream.readline()
-            except ValueError:  # a line longer than the stream limit
-                raw = await stream.read(65536)
+                raw = await stream.readuntil(b"\n")
+            except asyncio.IncompleteReadError as e:  # the end, without a final newline
+                raw = e.partial
+            except asyncio.LimitOverrunError as e:
+                # A line longer than the stream limit: pass it on in pieces. (``readline`` would
+                # drop the whole buffer here, losing the line.)
+                raw = await stream.readexactly(e.consumed)
+                in_long_line = True
+            else:
+                if in_long_line and raw == b"\n":  # the end of a long line already passed on
+                    in_long_line = False
+                    continue
+                in_long_line = False
             if not raw:
                 return
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
@@ -450,6 +484,10 @@ class Daemon:
     def _write(writer: asyncio.StreamWriter, msg: list[Any]) -> None:
         if not writer.is_closing():
             writer.write(_framing.encode(msg))
+
+    def _status(self, node_id: str, event: str, returncode: int | None) -> None:
+        if self._on_status is not None:
+            self._on_status(node_id, event, returncode)
 
     def _say(self, line: str) -> None:
         self.printer("dora", line)

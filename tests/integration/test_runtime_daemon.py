@@ -64,6 +64,20 @@ nodes:
     assert "hello from probe stderr" in log
 
 
+def test_a_line_longer_than_the_pipe_buffer_is_kept(dora: DoraRunner) -> None:
+    r = dora.run(
+        """
+nodes:
+  - id: talker
+    path: NODES/long_line.py
+"""
+    )
+    assert r.returncode == 0, r.output
+    log = r.log("talker")
+    assert "A" * 200_000 in log.replace("\n", "")  # possibly in pieces, but all of it
+    assert log.endswith("\nafter the long line\n")
+
+
 def test_spawns_executable_on_path_with_args(dora: DoraRunner, tmp_path: Path) -> None:
     bindir = tmp_path / "bin"
     bindir.mkdir()

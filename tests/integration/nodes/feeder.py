@@ -4,6 +4,8 @@ Protocol: on ``burst`` send [1], [2], [3] then touch ``sent``; on ``one_more`` s
 on ``finish`` exit (which closes the probe's input).
 """
 
+import pyarrow as pa
+
 from _util import signal_file, wait_file
 
 from dora import Node
@@ -11,8 +13,8 @@ from dora import Node
 node = Node()
 wait_file("burst")
 for i in (1, 2, 3):
-    node.send_output("out", [i])
+    node.send_output("out", pa.array([i]))
 signal_file("sent")
 wait_file("one_more")
-node.send_output("out", [4])
+node.send_output("out", pa.array([4]))
 wait_file("finish")
