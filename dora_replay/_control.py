@@ -1,0 +1,132 @@
+"""The replay's control socket: feeders say hello, get the common start time, report progress,
+ask before each message in ``--step`` mode, and hand in their timing statistics at the end.
+
+JSON lines over a Unix socket. Feeder -> replay: ``{"hello": id}``, ``{"sent": n, "t": ns}``,
+``{"step": id, "desc": text}``, ``{"done": id, "sent": n, "lateness_ns": [...]}``.
+Replay -> feeder: ``{"start": monotonic_ns}``, ``{"go": bool}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+StepPrompt = Callable[[str], Awaitable[bool]]
+
+
+class Controller:
+    """Serves the feeders of one replay. ``sent``/``t_ns``: per feeder, messages sent and the
+    recorded time (ns from the replay origin) of the last one."""
+
+    def __init__(self, path: str, feeders: set[str], step: StepPrompt | None = None) -> None:
+        self.path = path
+        self.feeders = set(feeders)
+        self.step = step
+        self.writers: dict[str, asyncio.StreamWriter] = {}
+        self.sent: dict[str, int] = {f: 0 for f in feeders}
+        self.t_ns: dict[str, int] = {f: 0 for f in feeders}
+        self.done: set[str] = set()
+        self.lateness_ns: list[int] = []
+        self.started = False
+        self._server: asyncio.AbstractServer | None = None
+        self._step_lock = asyncio.Lock()
+        self._start_ns: int | None = None
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for w in self.writers.values():
+            w.close()
+
+    @property
+    def all_hello(self) -> bool:
+        return set(self.writers) >= self.feeders
+
+    @property
+    def messages_sent(self) -> int:
+        return sum(self.sent.values())
+
+    @property
+    def recorded_time_ns(self) -> int:
+        return max(self.t_ns.values(), default=0)
+
+    def start(self, delay_s: float = 0.05) -> None:
+        """Give every feeder (now and later) the start time: now + ``delay_s`` (monotonic)."""
+        self.started = True
+        self._start_ns = time.monotonic_ns() + int(delay_s * 1e9)
+        for w in self.writers.values():
+            self._send(w, start=self._start_ns)
+
+    @staticmethod
+    def _send(w: asyncio.StreamWriter, **msg: Any) -> None:
+        if not w.is_closing():
+            w.write((json.dumps(msg) + "\n").encode())
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        me: str | None = None
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while line := await reader.readline():
+                msg = json.loads(line)
+                if "hello" in msg:
+                    me = msg["hello"]
+                    self.writers[me] = writer
+                    if self._start_ns is not None:
+                        self._send(writer, start=self._start_ns)
+                elif "sent" in msg and me is not None and "done" not in msg:
+                    self.sent[me] = msg["sent"]
+                    self.t_ns[me] = msg["t"]
+                elif "step" in msg:
+                    go = True
+                    if self.step is not None:
+                        async with self._step_lock:
+                            go = await self.step(msg["desc"])
+                    self._send(writer, go=go)
+                elif "done" in msg:
+                    self.done.add(msg["done"])
+                    self.sent[msg["done"]] = msg["sent"]
+                    self.lateness_ns.extend(msg.get("lateness_ns", []))
+
+
+def stdin_stepper(echo: Callable[[str], None]) -> StepPrompt:
+    """``--step``: show the next message and wait for Enter; ``c`` stops stepping, ``q`` or end
+    of input stops the replay. Standard input is read by a daemon thread, so a replay that ends
+    while waiting never hangs on it."""
+    state: dict[str, Any] = {"stepping": True, "queue": None}
+
+    def reader(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
+        while True:
+            line = sys.stdin.readline()
+            loop.call_soon_threadsafe(queue.put_nowait, line if line else None)
+            if not line:
+                return
+
+    async def prompt(desc: str) -> bool:
+        if not state["stepping"]:
+            return True
+        if state["queue"] is None:
+            state["queue"] = asyncio.Queue()
+            loop = asyncio.get_running_loop()
+            threading.Thread(target=reader, args=(loop, state["queue"]), daemon=True).start()
+        echo(f"next: {desc}")
+        echo("  [Enter] send, [c] continue without stepping, [q] stop")
+        answer = await state["queue"].get()
+        if answer is None:
+            state["stepping"] = False
+            return True
+        answer = answer.strip().lower()
+        if answer == "q":
+            return False
+        if answer == "c":
+            state["stepping"] = False
+        return True
+
+    return prompt

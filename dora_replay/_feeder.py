@@ -1,0 +1,176 @@
+"""Feeder: the node that stands in for one replayed node and sends its recorded messages.
+
+Started by the daemon as the replayed node's ``path`` (same id, same outputs), with its options
+as JSON in ``DORA_REPLAY_FEEDER`` (see ``FeederOptions``). It connects to the replay's control
+socket, waits for the common start time, then sends each recorded message (same output id,
+metadata and Arrow value):
+
+- ``speed > 0``: at ``start + (publish_time - origin) / speed`` on the monotonic clock, sleeping
+  until shortly before the deadline and spinning for the rest, so the send lands within tens of
+  microseconds of it;
+- ``speed == 0`` (lockstep): after ``node.lockstep_barrier(order_key=...)``, which returns once
+  every live node is idle with nothing in flight and no other feeder has an earlier message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+if __name__ == "__main__":  # run as a script: our folder must not shadow top-level modules
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(__file__)]
+
+_STOP_POLL_S = 0.05
+_BARRIER_POLL_S = 0.25
+
+
+@dataclass
+class FeederOptions:
+    """``paths``: recording parts; ``channels``: what to send; ``start_ns``/``end_ns``: window of
+    recorded log times (ns since epoch); ``origin_ns``: recorded time sent at the start;
+    ``period_ns``: recorded length of one pass (``loop``); ``speed``: 0 for lockstep;
+    ``order_keys``: JSON file {channel: {seq: ns}} of lockstep order keys; ``spin_s``: busy-wait
+    before each deadline (s); ``control``: the replay's control socket."""
+
+    paths: list[str]
+    channels: list[str]
+    control: str
+    start_ns: int | None = None
+    end_ns: int | None = None
+    origin_ns: int = 0
+    period_ns: int = 0
+    speed: float = 1.0
+    loop: bool = False
+    step: bool = False
+    order_keys: str | None = None
+    spin_s: float = 0.001
+
+
+class _Control:
+    """JSON lines to and from the replay process."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("r", encoding="utf-8")
+
+    def send(self, **msg: Any) -> None:
+        try:
+            self.sock.sendall((json.dumps(msg) + "\n").encode())
+        except OSError:
+            pass
+
+    def recv(self) -> dict[str, Any]:
+        line = self.file.readline()
+        return json.loads(line) if line else {}
+
+
+class Feeder:
+    def __init__(self, opts: FeederOptions) -> None:
+        from dora_runtime.node import Node
+
+        self.opts = opts
+        self.node = Node()
+        self.ctl = _Control(opts.control)
+        self.stopped = False
+        self.lateness_ns: list[int] = []
+        self.sent = 0
+        self.keys: dict[str, dict[str, int]] = {}
+        if opts.order_keys:
+            with open(opts.order_keys, encoding="utf-8") as f:
+                self.keys = json.load(f)
+        self.last_key = 0
+
+    def check_stop(self) -> bool:
+        while (event := self.node.try_recv()) is not None:
+            if event["type"] == "STOP":
+                self.stopped = True
+        return self.stopped
+
+    def wait_until(self, deadline_ns: int) -> bool:
+        spin_ns = int(self.opts.spin_s * 1e9)
+        while True:
+            remain = deadline_ns - time.monotonic_ns()
+            if remain <= spin_ns:
+                break
+            if self.check_stop():
+                return False
+            time.sleep(min((remain - spin_ns) / 1e9, _STOP_POLL_S))
+        while time.monotonic_ns() < deadline_ns:
+            pass
+        return True
+
+    def barrier(self, key: int) -> bool:
+        key = max(key, self.last_key)
+        self.last_key = key
+        while not self.node.lockstep_barrier(timeout=_BARRIER_POLL_S, order_key=key):
+            if self.check_stop():
+                return False
+        return True
+
+    def run(self) -> None:
+        from dora_replay._recording import open as open_recording
+        from dora_replay._values import short
+
+        o = self.opts
+        self.ctl.send(hello=self.node.id)
+        start = self.ctl.recv().get("start")
+        if start is None:
+            return
+        rec = open_recording(o.paths)
+        n_pass = 0
+        try:
+            while not self.stopped:
+                for m in rec.iter_messages(o.channels, o.start_ns, o.end_ns):
+                    offset = max(0, m.publish_time_ns - o.origin_ns)
+                    if o.speed > 0:
+                        deadline = start + int((n_pass * o.period_ns + offset) / o.speed)
+                        if not self.wait_until(deadline):
+                            break
+                    else:
+                        deadline = 0
+                        key = self.keys.get(m.channel, {}).get(str(m.seq), m.publish_time_ns)
+                        if not self.barrier(n_pass * o.period_ns + key):
+                            break
+                    if o.step:
+                        desc = (
+                            f"{m.channel} seq {m.seq} at t={offset / 1e9:.3f}s: {short(m.data)}"
+                            + (f" metadata {short(m.metadata, 100)}" if m.metadata else "")
+                        )
+                        self.ctl.send(step=self.node.id, desc=desc)
+                        if not self.ctl.recv().get("go"):
+                            self.stopped = True
+                            break
+                    now = time.monotonic_ns()
+                    md = {k: v for k, v in m.metadata.items() if k != "timestamp"}
+                    self.node.send_output(m.channel.split("/", 1)[1], m.data, md or None)
+                    if deadline:
+                        self.lateness_ns.append(now - deadline)
+                    self.sent += 1
+                    self.ctl.send(sent=self.sent, t=offset + n_pass * o.period_ns)
+                    if self.check_stop():
+                        break
+                n_pass += 1
+                if not o.loop:
+                    break
+        finally:
+            rec.close()
+            self.ctl.send(done=self.node.id, sent=self.sent, lateness_ns=self.lateness_ns)
+            self.node.close()
+
+
+def main() -> int:
+    from dora_replay._plan import FEEDER_ENV
+
+    opts = FeederOptions(**json.loads(os.environ[FEEDER_ENV]))
+    Feeder(opts).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

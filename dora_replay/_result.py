@@ -1,0 +1,113 @@
+"""What a replay returns: comparison, captured messages, failures, timing, and how to rerun it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dora_replay._recording import Message
+from dora_replay.compare import Comparison
+
+
+@dataclass
+class TimingStats:
+    """|actual - scheduled| send times of the feeders (speed > 0), in ns."""
+
+    count: int = 0
+    p50_ns: int = 0
+    p99_ns: int = 0
+    max_ns: int = 0
+
+    @classmethod
+    def of(cls, lateness_ns: list[int]) -> TimingStats:
+        if not lateness_ns:
+            return cls()
+        import numpy as np
+
+        a = np.abs(np.asarray(lateness_ns, dtype=np.int64))
+        return cls(len(a), int(np.percentile(a, 50)), int(np.percentile(a, 99)), int(a.max()))
+
+    def line(self) -> str:
+        if not self.count:
+            return "timing: not measured (lockstep or nothing sent)"
+        return (
+            f"timing: |actual - scheduled| p50 {self.p50_ns / 1e3:.0f} us, "
+            f"p99 {self.p99_ns / 1e3:.0f} us, max {self.max_ns / 1e3:.0f} us "
+            f"over {self.count} messages"
+        )
+
+
+@dataclass
+class ReplayResult:
+    """Outcome of :func:`dora_replay.replay`.
+
+    ``comparison``: replayed vs recorded outputs of the live nodes; ``recorded``/``replayed``:
+    those outputs per channel (``replayed`` also has the fed channels when ``out`` was given);
+    ``failures``: live nodes (or feeders) that failed -> reason with their last log lines;
+    ``warnings``: damaged recording, unrecorded outputs...; ``command``: the ``dora replay``
+    command line that reproduces this replay.
+    """
+
+    comparison: Comparison
+    recorded: dict[str, list[Message]]
+    replayed: dict[str, list[Message]]
+    failures: dict[str, str]
+    warnings: list[str]
+    replayed_nodes: list[str]
+    live_nodes: list[str]
+    messages_sent: int
+    timing: TimingStats
+    log_dir: Path
+    out: Path | None
+    command: str
+    drops: dict[str, int] = field(default_factory=dict)
+    timed_out: bool = False
+    seq_maps: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """No live node failed and every compared output matches."""
+        return not self.failures and self.comparison.ok
+
+    def report(self) -> str:
+        lines = [
+            f"replayed nodes: {', '.join(self.replayed_nodes) or '(none)'}; "
+            f"live nodes: {', '.join(self.live_nodes) or '(none)'}; "
+            f"{self.messages_sent} message(s) sent",
+        ]
+        lines += [f"warning: {w}" for w in self.warnings]
+        for node, why in self.failures.items():
+            lines.append(f"FAILED: node `{node}` {why}")
+        lines.append(self.comparison.report())
+        return "\n".join(lines)
+
+    def assert_matches(self) -> None:
+        """Raise ``AssertionError`` (the readable report + the command that reproduces it)
+        unless every live node ran fine and every compared output matches."""
+        if self.ok:
+            return
+        raise AssertionError(f"{self.report()}\n\nreproduce with:\n  {self.command}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "command": self.command,
+            "replayed_nodes": self.replayed_nodes,
+            "live_nodes": self.live_nodes,
+            "messages_sent": self.messages_sent,
+            "failures": self.failures,
+            "warnings": self.warnings,
+            "drops": self.drops,
+            "timed_out": self.timed_out,
+            "timing": self.timing.__dict__,
+            "log_dir": str(self.log_dir),
+            "out": str(self.out) if self.out else None,
+            "comparison": self.comparison.to_dict(),
+        }
+
+    def write_report(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` as JSON to ``path``."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=str), encoding="utf-8")

@@ -1,0 +1,272 @@
+"""One execution of a replay dataflow: daemon, feeders' control socket, capture tap, progress."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from dataclasses import dataclass
+from dataclasses import replace as dc_replace
+from pathlib import Path
+from typing import Any
+
+from dora_replay._control import Controller, stdin_stepper
+from dora_replay._plan import ReplayPlan, with_feeder_options
+from dora_replay._progress import Progress, Snapshot
+from dora_replay._recording import Message, Recording
+from dora_replay._recording import open as open_recording
+from dora_replay.compare import read_channels
+
+_READY_TIMEOUT_S = 30.0
+_LOG_TAIL = 15
+
+
+@dataclass
+class Schedule:
+    """What the feeders will send: per fed channel the recorded seqs in order; the recorded time
+    origin and length (ns)."""
+
+    seq_maps: dict[str, list[int]]
+    origin_ns: int
+    total_ns: int
+    count: int
+    order_keys: dict[str, dict[str, int]]
+
+
+def _runs(seqs: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for s in seqs:
+        if runs and runs[-1][0] + runs[-1][1] == s:
+            runs[-1][1] += 1
+        else:
+            runs.append([s, 1])
+    return runs
+
+
+def _timer_reachable(plan: ReplayPlan) -> set[str]:
+    """Live nodes that never run out of input: fed by a timer, directly or through others."""
+    desc = plan.descriptor
+    found = {n.id for n in desc.nodes if any(i.is_timer for i in n.inputs.values())}
+    changed = True
+    while changed:
+        changed = False
+        for n in desc.nodes:
+            if n.id not in found and any(i.source_node in found for i in n.inputs.values()):
+                found.add(n.id)
+                changed = True
+    return found
+
+
+def _log_tail(log_dir: Path, node: str) -> str:
+    try:
+        lines = (log_dir / f"log_{node}.txt").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(f"    {ln}" for ln in lines[-_LOG_TAIL:]) or "    (no output)"
+
+
+def _install_signals(daemon: Any) -> list[int]:
+    """Ctrl-C / SIGTERM: first stops the replay (nodes get STOP), second kills every node.
+    Only possible in the main thread; elsewhere the caller handles signals."""
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_signal() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            daemon.request_stop()
+        else:
+            daemon.kill_now()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+        except (ValueError, RuntimeError):
+            pass
+    return installed
+
+
+class Run:
+    """One execution of the replay dataflow: daemon, control socket, capture, progress."""
+
+    def __init__(
+        self,
+        rec: Recording,
+        plan: ReplayPlan,
+        sched: Schedule,
+        window: tuple[int | None, int | None],
+        tmp: Path,
+        *,
+        speed: float,
+        lockstep: bool,
+        loop: bool,
+        step: bool,
+        out: Any,
+        progress: bool | None,
+        printer: Any,
+    ) -> None:
+        self.rec, self.plan, self.sched, self.tmp = rec, plan, sched, tmp
+        self.speed, self.lockstep, self.loop = speed, lockstep, loop
+        mode = Progress.choose(progress)
+        self.progress = Progress("plain" if step and mode == "rich" else mode)
+        self.user_printer = printer
+        self._timed_out = False
+        self.capture = Path(out) if out else tmp / "replayed.dora"
+        self.capture_all = out is not None
+        feeders = set(plan.replayed)
+        echo = (
+            self.progress.print
+            if self.progress.mode != "off"
+            else (lambda line: print(line, flush=True))
+        )
+        self.controller = Controller(
+            str(tmp / "control.sock"), feeders, stdin_stepper(echo) if step else None
+        )
+        keys_path = tmp / "order_keys.json"
+        keys_path.write_text(json.dumps(sched.order_keys), encoding="utf-8")
+        period = sched.total_ns + (sched.total_ns // max(1, sched.count))
+        options = {
+            node: {
+                "paths": [str(p.resolve()) for p in rec.paths],
+                "channels": chans,
+                "control": self.controller.path,
+                "start_ns": window[0],
+                "end_ns": window[1],
+                "origin_ns": sched.origin_ns,
+                "period_ns": max(period, 1),
+                "speed": 0.0 if lockstep else speed,
+                "loop": loop,
+                "step": step,
+                "order_keys": str(keys_path) if lockstep else None,
+            }
+            for node, chans in plan.fed.items()
+        }
+        self.descriptor = with_feeder_options(plan, options)
+        if self.descriptor.path is None:  # nodes and the capture read the dataflow from a file
+            yml = tmp / "dataflow.yml"
+            yml.write_text(self.descriptor.text or self.rec.dataflow_yaml, encoding="utf-8")
+            self.descriptor = dc_replace(self.descriptor, path=yml)
+
+    def _printer(self, source: str, line: str) -> None:
+        if self.user_printer is not None:
+            self.user_printer(source, line)
+
+    def _taps(self) -> list[Any]:
+        from dora_replay.recorder import RecordOptions, recorder_tap
+
+        desc = self.descriptor
+        live = set(self.plan.live)
+        channels = [
+            f"{n.id}/{o}" for n in desc.nodes for o in n.outputs if self.capture_all or n.id in live
+        ]
+        if not channels:
+            return []
+        meta = dict(self.rec.metadata)
+        meta["replay.source"] = str(self.rec.paths[0].resolve())
+        meta["replay.seq_map"] = json.dumps({c: _runs(s) for c, s in self.sched.seq_maps.items()})
+        meta["replay.speed"] = f"{self.speed:g}"
+        opts = RecordOptions(output=str(self.capture), metadata=meta)
+        return [recorder_tap(desc, opts, channels)]
+
+    def execute(
+        self, log_dir: Any, timeout_s: float | None, grace_s: float
+    ) -> tuple[dict[str, list[Message]], dict[str, str], dict[str, int], Path, bool]:
+        from dora_runtime.daemon import Daemon
+
+        taps = self._taps()
+        daemon = Daemon(
+            self.descriptor,
+            log_dir=Path(log_dir) if log_dir else None,
+            grace_s=grace_s,
+            printer=self._printer,
+            taps=taps,
+            lockstep=self.lockstep,
+            feeders=set(self.plan.replayed),
+        )
+        timed_out = False
+
+        async def main() -> Any:
+            nonlocal timed_out
+            await self.controller.open()
+            handlers = _install_signals(daemon)
+            runner = asyncio.create_task(daemon.run())
+            try:
+                timed_out = await self._supervise(daemon, runner, timeout_s)
+                return await runner
+            finally:
+                self.controller.close()
+                self.progress.close()
+                loop = asyncio.get_running_loop()
+                for sig in handlers:
+                    loop.remove_signal_handler(sig)
+
+        result = asyncio.run(main())
+        failures = {
+            node: f"{why}; last log lines:\n{_log_tail(result.log_dir, node)}"
+            for node, why in result.failures.items()
+        }
+        if timed_out and not self.loop:
+            failures["(replay)"] = f"did not finish within {timeout_s:g} s; stopped"
+        replayed: dict[str, list[Message]] = {}
+        if taps and self.capture.exists():
+            with open_recording(self.capture) as cap:
+                replayed = read_channels(cap)
+        return replayed, failures, result.drops, result.log_dir, timed_out
+
+    async def _supervise(
+        self, daemon: Any, runner: asyncio.Task[Any], timeout_s: float | None
+    ) -> bool:
+        """Start the feeders once every node is up, show progress, stop when done."""
+        t0 = time.monotonic()
+        stop_sent = False
+        endless = _timer_reachable(self.plan) & set(self.plan.live)
+        feeders = set(self.plan.replayed)
+        while not runner.done():
+            nodes = daemon.nodes
+            now = time.monotonic()
+            if not self.controller.started:
+                up = all(s.registered or s.exited for s in nodes.values())
+                if (up and self.controller.all_hello) or now - t0 > _READY_TIMEOUT_S:
+                    self.controller.start()
+            feeders_done = all(nodes[f].exited for f in feeders)
+            if not stop_sent and not self.loop and feeders_done:
+                waiting = {n for n, s in nodes.items() if not s.exited and s.tap is None}
+                if waiting and waiting <= endless:
+                    daemon.request_stop()
+                    stop_sent = True
+            if not stop_sent and timeout_s is not None and now - t0 > timeout_s:
+                daemon.request_stop()
+                stop_sent = True
+                if not self.loop:
+                    self.progress.print(f"replay: timeout after {timeout_s:g} s, stopping")
+                self._timed_out = True
+            self.progress.update(self._snapshot(nodes))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(runner), 0.1)
+        self.progress.update(self._snapshot(daemon.nodes))
+        return self._timed_out
+
+    def _snapshot(self, nodes: dict[str, Any]) -> Snapshot:
+        status = {}
+        for node in self.plan.live:
+            s = nodes.get(node)
+            if s is None:
+                continue
+            if not s.exited:
+                status[node] = "running" if s.registered else "starting"
+            elif s.returncode in (0, None):
+                status[node] = "exited"
+            else:
+                status[node] = f"failed (exit {s.returncode})"
+        return Snapshot(
+            elapsed_ns=self.controller.recorded_time_ns,
+            total_ns=self.sched.total_ns,
+            sent=self.controller.messages_sent,
+            total=self.sched.count,
+            status=status,
+        )

@@ -1,0 +1,213 @@
+"""``replay()``: re-run a recorded dataflow with its sensors played back, compare the outputs.
+
+The recorded source nodes are replaced by feeders (``_feeder.py``) that send what they recorded;
+every other node runs live, possibly with a new implementation (``replace``). A recorder tap
+captures what the live nodes send; afterwards the comparer (``compare.py``) aligns those outputs
+with the recorded ones. ``speed=0`` is lockstep: the daemon releases the next recorded message
+only when every live node is idle, so the outcome does not depend on machine speed or load.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from dora_replay._plan import ReplayError, ReplayPlan, load_dataflow, make_plan
+from dora_replay._recording import Message, Recording
+from dora_replay._recording import open as open_recording
+from dora_replay._result import ReplayResult, TimingStats
+from dora_replay._run import Run, Schedule
+from dora_replay.compare import compare_outputs, read_channels
+from dora_replay.tolerances import Tolerances, as_tolerances
+
+MIN_SPEED, MAX_SPEED = 0.1, 100.0
+
+
+def _check_speed(speed: float) -> None:
+    if speed != 0 and not MIN_SPEED <= speed <= MAX_SPEED:
+        raise ReplayError(
+            f"speed {speed:g} out of range: use {MIN_SPEED:g} to {MAX_SPEED:g}, or 0 for lockstep"
+        )
+
+
+def _window(
+    rec: Recording, start: float | None, end: float | None
+) -> tuple[int | None, int | None]:
+    lo = None if start is None else rec.start_time_ns + int(start * 1e9)
+    hi = None if end is None else rec.start_time_ns + int(end * 1e9)
+    if lo is not None and hi is not None and hi <= lo:
+        raise ReplayError(f"--end {end:g} s must be after --start {start:g} s")
+    return lo, hi
+
+
+def _schedule(
+    rec: Recording,
+    plan: ReplayPlan,
+    window: tuple[int | None, int | None],
+    recorded: dict[str, list[Message]],
+    lockstep: bool,
+) -> Schedule:
+    seq_maps: dict[str, list[int]] = {c: [] for c in plan.fed_channels}
+    first = last = None
+    if seq_maps:
+        for m in rec.iter_messages(list(seq_maps), *window):
+            seq_maps[m.channel].append(m.seq)
+            first = m.publish_time_ns if first is None else min(first, m.publish_time_ns)
+            last = m.publish_time_ns if last is None else max(last, m.publish_time_ns)
+    count = sum(len(v) for v in seq_maps.values())
+    origin = window[0] if window[0] is not None else (first or rec.start_time_ns)
+    total = max(0, (window[1] if window[1] is not None else (last or origin)) - origin)
+    if window[1] is not None and last is not None:
+        total = max(0, min(total, last - origin))
+    keys: dict[str, dict[str, int]] = defaultdict(dict)
+    if lockstep:
+        # A fed message is ordered at the recorded time of its first effect, so inputs that the
+        # live nodes received while it was being processed come first, as they did when recorded.
+        for msgs in recorded.values():
+            for m in msgs:
+                src, sep, seq = (m.cause or "").rpartition("#")
+                if sep and src in seq_maps:
+                    k = keys[src]
+                    k[seq] = min(k.get(seq, m.publish_time_ns - 1), m.publish_time_ns - 1)
+    return Schedule(seq_maps, origin, total, count, dict(keys))
+
+
+def _command(path: Any, **opts: Any) -> str:
+    parts = ["dora", "replay", str(path)]
+    for key, value in opts.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or value is False or value == {} or value == []:
+            continue
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, dict):
+            parts += [x for k, v in value.items() for x in (flag, f"{k}={v}")]
+        elif isinstance(value, list):
+            parts += [flag, ",".join(value)]
+        else:
+            parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join(parts)
+
+
+def replay(
+    path: str | os.PathLike[str],
+    *,
+    dataflow: str | os.PathLike[str] | None = None,
+    speed: float = 1.0,
+    replace: dict[str, str] | None = None,
+    replay_nodes: list[str] | None = None,
+    live_nodes: list[str] | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    channels: list[str] | None = None,
+    tolerances: Tolerances | dict[str, Any] | str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    loop: bool = False,
+    step: bool = False,
+    progress: bool | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
+    timeout_s: float | None = None,
+    printer: Any = None,
+    grace_s: float = 5.0,
+) -> ReplayResult:
+    """Replay the recording at ``path`` and compare the live nodes' outputs with the recorded ones.
+
+    ``speed``: recorded timing scaled by this factor (0.1 to 100), 0 for lockstep; ``replace``:
+    node id -> new implementation (runs live); ``replay_nodes``/``live_nodes`` override which
+    nodes are replayed; ``start``/``end``: seconds from the start of the recording;
+    ``channels``: restrict what is sent (replayed outputs) and compared (live outputs);
+    ``tolerances``: :class:`Tolerances`, a dict shaped like the TOML file, or a TOML path;
+    ``out``: also save the replayed run there; ``loop``: replay the window over and over (until
+    ``timeout_s`` or Ctrl-C; later passes are not compared); ``step``: ask on standard input
+    before each message (implies lockstep); ``progress``: None = a rich panel on a terminal,
+    True = also plain lines elsewhere, False = nothing; ``timeout_s``: stop after this long
+    (s, wall clock); ``printer(source, line)``: receives node output lines (default: only the
+    log files in ``log_dir``). Raises :class:`ReplayError` / ``RecordingError`` on bad input.
+    """
+    _check_speed(speed)
+    command = _command(
+        path,
+        dataflow=dataflow,
+        speed=speed,
+        replace=replace,
+        replay_nodes=replay_nodes,
+        live_nodes=live_nodes,
+        start=start,
+        end=end,
+        channels=channels,
+        loop=loop,
+    )
+    tol = as_tolerances(tolerances)
+    lockstep = speed == 0 or step
+    rec = open_recording(path)
+    try:
+        desc = load_dataflow(rec, dataflow)
+        plan = make_plan(
+            rec,
+            desc,
+            replay_nodes=replay_nodes,
+            live_nodes=live_nodes,
+            replace_paths=replace,
+            channels=channels,
+        )
+        window = _window(rec, start, end)
+        live_recorded = [
+            f"{n}/{o}"
+            for n in plan.live
+            for o in desc.node(n).outputs
+            if f"{n}/{o}" in rec.channels
+        ]
+        recorded_all = read_channels(rec, live_recorded)
+        sched = _schedule(rec, plan, window, recorded_all, lockstep)
+        warnings = list(plan.warnings) + [p.message for p in rec.problems]
+        with tempfile.TemporaryDirectory(prefix="dora-replay-") as tmp:
+            run = Run(
+                rec,
+                plan,
+                sched,
+                window,
+                Path(tmp),
+                speed=speed,
+                lockstep=lockstep,
+                loop=loop,
+                step=step,
+                out=out,
+                progress=progress,
+                printer=printer,
+            )
+            outcome = run.execute(log_dir, timeout_s, grace_s)
+        warnings += [p.message for p in rec.problems if p.message not in warnings]
+    finally:
+        rec.close()
+    replayed, failures, drops, log_path, timed_out = outcome
+    dropping = {k.split("/", 1)[0] for k in drops if k.split("/", 1)[0] in plan.live}
+    comparison = compare_outputs(
+        {c: recorded_all[c] for c in plan.compared},
+        replayed,
+        tolerances=tol,
+        channels=plan.compared,
+        seq_maps=sched.seq_maps,
+        window=window,
+        dropping_nodes=dropping,
+    )
+    return ReplayResult(
+        comparison=comparison,
+        recorded={c: recorded_all[c] for c in plan.compared},
+        replayed=replayed,
+        failures=failures,
+        warnings=warnings,
+        replayed_nodes=plan.replayed,
+        live_nodes=plan.live,
+        messages_sent=run.controller.messages_sent,
+        timing=TimingStats.of(run.controller.lateness_ns),
+        log_dir=log_path,
+        out=Path(out) if out else None,
+        command=command,
+        drops=drops,
+        timed_out=timed_out,
+        seq_maps=sched.seq_maps,
+    )
