@@ -31,20 +31,26 @@ class ChannelMismatch(DoraItemError):
 
     @classmethod
     def from_result(
-        cls, session: DoraSession, path: Path, channel: str, result: Any
+        cls,
+        session: DoraSession,
+        path: Path,
+        channel: str,
+        result: Any,
+        dataflow: Path | None = None,
     ) -> ChannelMismatch | None:
         """The failure for ``channel`` of ``result``, or ``None`` when it matches."""
         ch = result.comparison.channels.get(channel)
         if ch is None or ch.ok:
             return None
         rel = session.rel(path)
-        detail = _clip(channel_detail(ch))
         lines = [
-            f"{rel}::{channel}: replayed output differs from the golden recording",
-            *(f"  {line}" for line in detail),
-            f"reproduce: {replay_command(session, path, channel)}",
+            *_clip(channel_detail(ch)),
+            f"reproduce: {replay_command(session, path, dataflow)}",
         ]
-        fix = f"accept the live outputs as the new golden: pytest {shlex.quote(rel)} --dora-update-golden"
+        fix = (
+            "accept the live outputs as the new golden: "
+            f"pytest --dora-replay {shlex.quote(rel)} --dora-update-golden"
+        )
         return cls("\n".join(lines), fix)
 
 
@@ -75,12 +81,21 @@ class GoldenMissing(DoraItemError):
         super().__init__("\n".join(lines))
 
 
-def replay_command(session: DoraSession, path: Path, channel: str | None = None) -> str:
-    """The ``dora replay`` command line that reproduces what the plugin ran."""
+def replay_command(session: DoraSession, path: Path, dataflow: Path | None = None) -> str:
+    """The ``dora replay`` command line that reproduces what the plugin ran, configured
+    tolerances included."""
     settings = session.settings
-    parts = ["dora", "replay", session.rel(path), "--speed", f"{settings.speed:g}"]
+    parts = ["dora", "replay", session.rel(path)]
+    if dataflow is not None:
+        parts += ["--dataflow", session.rel(dataflow)]
+    parts += ["--speed", f"{settings.speed:g}"]
     for node, impl in sorted(settings.replace.items()):
         parts += ["--replace", f"{node}={session.rel(Path(impl))}"]
+    for channel, table in (settings.tolerances_for_replay() or {}).items():
+        values = [
+            f"{k}={'|'.join(v) if isinstance(v, list) else v}" for k, v in sorted(table.items())
+        ]
+        parts += ["--tolerance", f"{'*' if channel == 'default' else channel}:{','.join(values)}"]
     parts.append("--assert")
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -90,25 +105,18 @@ def channel_detail(ch: Any) -> list[str]:
     got, error size), how many more, the tolerance in force and the comparer's notes."""
     lines = [ch.summary()]
     if ch.differences:
-        lines += (
-            ch.differences[0]
-            .describe()
-            .replace("recorded:", "expected:")
-            .replace("replayed:", "got:     ")
-            .splitlines()
-        )
+        text = ch.differences[0].describe().removeprefix(f"{ch.channel} ")
+        text = text.replace("recorded:", "expected:").replace("replayed:", "got:     ")
+        lines.append(f"first difference: {text}")
     more = len(ch.differences) - 1
     if more > 0:
         lines.append(f"... and {more} more difference(s) on this channel")
     tol = ch.tolerance
-    extra = [
-        f"{k}={v}"
-        for k, v in (("ignore_fields", tol.ignore_fields), ("ignore_metadata", tol.ignore_metadata))
-        if v
-    ]
+    ignored = (("ignore_fields", tol.ignore_fields), ("ignore_metadata", tol.ignore_metadata))
+    extra = [f"{k}={','.join(v)}" for k, v in ignored if v]
     lines.append(f"tolerance: atol={tol.atol:g} rtol={tol.rtol:g} {' '.join(extra)}".rstrip())
     lines += [f"note: {n}" for n in ch.notes]
-    return lines
+    return [line for chunk in lines for line in chunk.splitlines()]
 
 
 def _clip(lines: list[str]) -> list[str]:

@@ -55,7 +55,8 @@ class ChannelItem(_DoraItem):
         self.user_properties.extend(props)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"{self.path.name}::{self.channel}"
+        rel = DoraSession.of(self.config).rel(self.path)
+        return self.path, None, f"{rel}::{self.channel}"
 
 
 class MissingGoldenItem(_DoraItem):
@@ -75,7 +76,7 @@ class MissingGoldenItem(_DoraItem):
         self.user_properties.append(("dora_golden_update", line))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.target, None, f"{self.target.name} (missing golden)"
+        return self.target, None, f"{DoraSession.of(self.config).rel(self.target)} (missing)"
 
 
 def missing_items(session: pytest.Session) -> list[pytest.Item]:

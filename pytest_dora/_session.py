@@ -35,6 +35,7 @@ class _Outcome:
     result: Any = None
     error: BaseException | None = None
     log_dir: Path | None = None
+    dataflow: Path | None = None  #: passed to replay when the recorded one had moved
     updated: str | None = None  #: what --dora-update-golden changed, if anything
 
 
@@ -49,6 +50,8 @@ class DoraSession:
         self.report_dir: Path | None = Path(report).resolve() if report else None
         self.selection = _paths.expand(config.getoption("dora_replay") or [], config.rootpath)
         self.updates: list[str] = []
+        #: per recording, the channels selected to run (after -k/-m); unknown = all
+        self.selected: dict[Path, set[str]] = {}
         self.reports: list[str] = []
         self._outcomes: OrderedDict[Path, _Outcome] = OrderedDict()
         self._log_dirs: list[Path] = []
@@ -91,6 +94,13 @@ class DoraSession:
     def compared_channels(self, path: Path) -> list[str]:
         return _paths.compared_channels(path, self.settings.replace)
 
+    def note_selection(self, items: list[pytest.Item]) -> None:
+        """Remember which channels of each recording survived ``-k``/``-m``."""
+        for item in items:
+            channel = getattr(item, "channel", None)
+            if channel is not None:
+                self.selected.setdefault(item.path.resolve(), set()).add(channel)
+
     # -- running -------------------------------------------------------------------------
 
     def check(self, path: Path, channel: str) -> list[tuple[str, str]]:
@@ -106,9 +116,15 @@ class DoraSession:
             outcome.updated = None  # reported once, by the first item that saw it
         if outcome.error is not None:
             raise ReplayCrashed(self.rel(path), outcome.error, outcome.log_dir)
+        crashed = _failures_for(outcome.result, channel)
+        if crashed:
+            self._keep_logs = True
+            raise ReplayCrashed(self.rel(path), RuntimeError(crashed), outcome.log_dir)
         if self.update_golden:
             return props
-        mismatch = ChannelMismatch.from_result(self, path, channel, outcome.result)
+        mismatch = ChannelMismatch.from_result(
+            self, path, channel, outcome.result, outcome.dataflow
+        )
         if mismatch is not None:
             self._keep_logs = True
             if self.report_dir is not None:
@@ -135,7 +151,7 @@ class DoraSession:
         return outcome
 
     def _replay(self, path: Path, **overrides: Any) -> _Outcome:
-        import dora_replay
+        from dora_replay.replay import replay
 
         log_dir = Path(tempfile.mkdtemp(prefix="pytest-dora-"))
         self._log_dirs.append(log_dir)
@@ -145,12 +161,14 @@ class DoraSession:
             "tolerances": self.settings.tolerances_for_replay(),
             "timeout_s": self.settings.timeout_s,
             "log_dir": log_dir,
+            "progress": False,
         }
         kwargs.update(overrides)
         if kwargs.get("dataflow") is None:
             kwargs["dataflow"] = self._dataflow_for(path)
         try:
-            return _Outcome(result=dora_replay.replay(path, **kwargs), log_dir=log_dir)
+            result = replay(path, **kwargs)
+            return _Outcome(result=result, log_dir=log_dir, dataflow=kwargs["dataflow"])
         except Exception as e:  # noqa: BLE001 - every item of this recording reports it
             self._keep_logs = True
             return _Outcome(error=e, log_dir=log_dir)
@@ -260,13 +278,28 @@ class DoraSession:
         ]
 
     def _update(self, path: Path, result: Any) -> str | None:
-        """Rewrite ``path``'s expected outputs from ``result`` when they differ; what changed."""
-        if result.ok:
+        """Rewrite the differing (and selected) channels of ``path`` from ``result``; returns
+        one line saying what changed, ``None`` when nothing differed."""
+        selected = self.selected.get(path.resolve())
+        differing = [
+            name
+            for name, ch in result.comparison.channels.items()
+            if not ch.ok and (selected is None or name in selected)
+        ]
+        if not differing:
             return None
-        import dora_replay
+        from dora_replay.golden import update_golden
 
-        summary = dora_replay.update_golden(path, result)
-        return f"{self.rel(path)}: {_describe_update(summary, result)}"
+        update = update_golden(path, result, channels=differing)
+        parts = []
+        for name in differing:
+            ch = result.comparison.channels[name]
+            old, new = update.rewritten.get(name, (ch.recorded_count, ch.replayed_count))
+            err = f", max abs error was {ch.max_abs:.3g}" if ch.max_abs else ""
+            parts.append(
+                f"{name} ({len(ch.differences)} of {old} message(s) changed, now {new}{err})"
+            )
+        return f"{self.rel(path)}: rewrote " + "; ".join(parts)
 
     @contextlib.contextmanager
     def _golden_lock(self, path: Path) -> Iterator[None]:
@@ -315,9 +348,13 @@ class DoraSession:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _describe_update(summary: Any, result: Any) -> str:
-    """One line saying which channels were rewritten."""
-    if isinstance(summary, str):
-        return summary
-    changed = [name for name, ch in result.comparison.channels.items() if not ch.ok]
-    return f"rewrote {', '.join(changed) or 'expected outputs'} from the live run"
+def _failures_for(result: Any, channel: str) -> str:
+    """Failures that concern ``channel``: its node's, a feeder's or the replay's own."""
+    node = channel.split("/", 1)[0]
+    live = set(result.live_nodes)
+    lines = [
+        f"node `{name}` {why}"
+        for name, why in result.failures.items()
+        if name == node or name not in live
+    ]
+    return "\n".join(lines)

@@ -79,6 +79,10 @@ def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.It
     items.extend(missing_items(session))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    DoraSession.of(session.config).note_selection(session.items)
+
+
 class _ReportListener:
     """Sees every report, also those xdist workers send back, to gather golden updates."""
 
