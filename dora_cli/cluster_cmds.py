@@ -1,0 +1,284 @@
+"""Cluster verbs: ``dora up/destroy/coordinator/daemon/start/list/logs/stop`` (and ``dora record
+RUNNING_DATAFLOW``). Handlers parse and call ``dora_runtime.coordinator``."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dora_cli._common import duration, fail, node_printer
+
+_COORD = typer.Option(
+    None, "--coordinator", help="ws://HOST:PORT (default: $DORA_COORDINATOR, else `dora up`'s)."
+)
+_TOKEN_FILE = typer.Option(None, "--token-file", help="File (mode 0600) holding the token.")
+
+
+def register(app: typer.Typer) -> None:
+    for name, fn in [
+        ("up", up),
+        ("destroy", destroy),
+        ("coordinator", coordinator),
+        ("daemon", daemon),
+        ("start", start),
+        ("list", list_cmd),
+        ("logs", logs),
+        ("stop", stop),
+    ]:
+        app.command(name)(fn)
+    _extend_record()
+
+
+def _client(url: str | None, token_file: Path | None = None):  # -> CoordinatorClient
+    from dora_runtime._ws_protocol import find_token
+    from dora_runtime.coordinator.client import CoordinatorClient
+
+    return CoordinatorClient(url, token=find_token(token_file))
+
+
+def up(
+    port: int = typer.Option(0, "--port", help="Coordinator port (0: any free port)."),
+) -> None:
+    """Start a coordinator and a local daemon in the background (state in $DORA_HOME)."""
+    from dora_runtime.coordinator.local import up as do_up
+
+    for line in do_up(port=port):
+        typer.echo(line)
+
+
+def destroy(
+    grace: str | None = typer.Option(None, "--grace", help="Grace period for running nodes."),
+) -> None:
+    """Stop every dataflow, the daemons and the coordinator that `dora up` started."""
+    from dora_runtime.coordinator.local import destroy as do_destroy
+
+    for line in do_destroy(grace_s=duration(grace, "--grace")):
+        typer.echo(line)
+
+
+def coordinator(
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to bind (non-loopback needs a token)."
+    ),
+    port: int = typer.Option(6012, "--port", help="Port to listen on (0: any free port)."),
+    state_dir: Path | None = typer.Option(None, "--state-dir", help="Default: $DORA_HOME."),
+    token_file: Path | None = _TOKEN_FILE,
+) -> None:
+    """Run the coordinator in the foreground (for systemd and clusters)."""
+    from dora_runtime._ws_protocol import dora_home, find_token
+    from dora_runtime.coordinator.server import run_coordinator
+
+    run_coordinator(state_dir or dora_home(), host, port, find_token(token_file))
+
+
+def daemon(
+    coordinator_url: str = typer.Option(
+        "ws://127.0.0.1:6012", "--coordinator", help="The coordinator's ws://HOST:PORT."
+    ),
+    machine_id: str = typer.Option("local", "--machine-id", help="This daemon's machine id."),
+    labels: list[str] = typer.Option([], "--labels", help="k=v labels for placement; repeatable."),
+    zenoh_listen: str | None = typer.Option(
+        None, "--zenoh-listen", help="Zenoh endpoint for other daemons (tcp/IP:PORT)."
+    ),
+    state_dir: Path | None = typer.Option(
+        None, "--state-dir", help="Default: $DORA_HOME/daemons/ID."
+    ),
+    token_file: Path | None = _TOKEN_FILE,
+) -> None:
+    """Run a daemon in the foreground: it runs the nodes the coordinator places on it."""
+    from dora_runtime._ws_protocol import dora_home, find_token
+    from dora_runtime.daemon_service import run_daemon
+
+    parsed: dict[str, str] = {}
+    for item in labels:
+        for part in item.split(","):
+            key, sep, val = part.partition("=")
+            if not sep or not key:
+                fail(f"--labels {part!r}: expected KEY=VALUE, e.g. --labels gpu=true")
+            parsed[key.strip()] = val.strip()
+    home = state_dir or dora_home() / "daemons" / machine_id
+    code = run_daemon(
+        coordinator_url, machine_id, parsed, home, find_token(token_file), zenoh_listen
+    )
+    raise typer.Exit(code)
+
+
+def start(
+    dataflow: Path = typer.Argument(..., help="The dataflow YAML file."),
+    name: str | None = typer.Option(None, "--name", help="A name to refer to it by."),
+    attach: bool = typer.Option(False, "--attach", help="Stream its logs until it ends."),
+    record: Path | None = typer.Option(None, "--record", help="Record it to this .dora file."),
+    grace: str | None = typer.Option(None, "--grace", help="Default grace period for stop."),
+    url: str | None = _COORD,
+) -> None:
+    """Start a dataflow on the running daemons; returns once it runs (prints its id and name)."""
+    from dora_runtime.descriptor import load_descriptor
+
+    descriptor = load_descriptor(dataflow)  # report YAML errors here, with the file's lines
+    taps = []
+    if record is not None:
+        from dora_replay.recorder import RecordOptions, recorder_tap, select_channels
+
+        opts = RecordOptions(output=str(record))
+        opts.metadata.setdefault("dataflow_path", str(dataflow.resolve()))
+        tap = recorder_tap(descriptor, opts, select_channels(descriptor))
+        taps.append(
+            {k: getattr(tap, k) for k in ("id", "command", "channels", "env", "queue_size")}
+        )
+    msg = {
+        "type": "start",
+        "descriptor_path": str(dataflow.resolve()),
+        "yaml": descriptor.text or dataflow.read_text(encoding="utf-8"),
+        "name": name,
+        "taps": taps,
+        "grace_s": duration(grace, "--grace"),
+    }
+    with _client(url) as c:
+        answer = c.request(msg, timeout_s=90)
+        typer.echo(f"dataflow {answer['name']} started: {answer['id']}")
+        if attach:
+            _attach(c, answer["id"], [n.id for n in descriptor.nodes])
+
+
+def _attach(client: Any, dataflow_id: str, node_ids: list[str]) -> None:
+    """Print logs until the dataflow ends; Ctrl-C stops it."""
+    printer = node_printer([*node_ids, "dora"])
+    answer = client.request({"type": "logs", "dataflow": dataflow_id, "follow": True})
+    for source, line in answer["lines"]:
+        printer(source, line)
+    status = answer["status"]
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        if answer["following"]:
+            for event in client.events():
+                if event["type"] == "log":
+                    for source, line in event["lines"]:
+                        printer(source, line)
+                elif event["type"] == "end":
+                    status = event["status"]
+                    if event.get("reason"):
+                        printer("dora", event["reason"])
+    except KeyboardInterrupt:
+        printer("dora", "stopping the dataflow")
+        with _client(client.url) as c:
+            status = c.request({"type": "stop", "dataflow": dataflow_id}, timeout_s=None)["status"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if status == "failed":
+        raise typer.Exit(1)
+
+
+def list_cmd(
+    daemons: bool = typer.Option(False, "--daemons", help="List the daemons instead."),
+    url: str | None = _COORD,
+) -> None:
+    """List dataflows: name, id, status, nodes, uptime (or the daemons with --daemons)."""
+    with _client(url) as c:
+        if daemons:
+            rows = c.request({"type": "daemons"})["daemons"]
+            typer.echo(f"{'MACHINE':<16} {'STATUS':<13} {'ZENOH':<26} LABELS")
+            for d in rows:
+                labels = ",".join(f"{k}={v}" for k, v in d["labels"].items())
+                state = "connected" if d["connected"] else "disconnected"
+                typer.echo(f"{d['machine_id']:<16} {state:<13} {d['zenoh'] or '-':<26} {labels}")
+            return
+        rows = c.request({"type": "list"})["dataflows"]
+    typer.echo(f"{'NAME':<20} {'ID':<36} {'STATUS':<11} {'NODES':<11} {'UPTIME':>8}  REASON")
+    for r in rows:
+        nodes = f"{r['running']}/{r['nodes']}"
+        reason = r["reason"] or ""
+        typer.echo(
+            f"{r['name']:<20} {r['id']:<36} {r['status']:<11} {nodes:<11} "
+            f"{_fmt_uptime(r['uptime_s']):>8}  {reason}"
+        )
+
+
+def _fmt_uptime(s: float) -> str:
+    s = int(s)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s // 60 % 60:02d}m"
+
+
+def logs(
+    dataflow: str = typer.Argument(..., help="Dataflow name or id."),
+    node: str | None = typer.Argument(None, help="Only this node (default: all)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new lines."),
+    url: str | None = _COORD,
+) -> None:
+    """Print a dataflow's logs (one node's, or all), optionally following them."""
+    with _client(url) as c:
+        answer = c.request({"type": "logs", "dataflow": dataflow, "node": node, "follow": follow})
+        for m in answer["unavailable"]:
+            typer.secho(f"warning: daemon `{m}` is not connected; its logs are missing", err=True)
+        many = node is None
+        for source, line in answer["lines"]:
+            typer.echo(f"{source}: {line}" if many else line)
+        if answer["following"]:
+            try:
+                for event in c.events():
+                    for source, line in event.get("lines", []):
+                        typer.echo(f"{source}: {line}" if many else line)
+            except KeyboardInterrupt:
+                pass
+
+
+def stop(
+    dataflow: str = typer.Argument(..., help="Dataflow name or id."),
+    grace: str = typer.Option("5s", "--grace", help="Time after STOP before nodes are killed."),
+    url: str | None = _COORD,
+) -> None:
+    """Send STOP to every node of a dataflow; kill what is left after the grace period."""
+    grace_s = duration(grace, "--grace")
+    start_t = time.monotonic()
+    with _client(url) as c:
+        answer = c.request({"type": "stop", "dataflow": dataflow, "grace_s": grace_s}, None)
+    took = time.monotonic() - start_t
+    reason = f" ({answer['reason']})" if answer.get("reason") else ""
+    typer.echo(f"dataflow {answer['name']}: {answer['status']} after {took:.1f} s{reason}")
+
+
+def record_running(
+    dataflow: str = typer.Argument(..., help="Name or id of a running dataflow."),
+    output: Path = typer.Option(..., "-o", "--output", help="The .dora file to write."),
+    url: str | None = _COORD,
+) -> None:
+    """Attach a recorder to a running dataflow (pending: needs run-time edges in nodes)."""
+    with _client(url) as c:
+        c.request({"type": "record", "dataflow": dataflow, "output": str(output.resolve())})
+
+
+def _extend_record() -> None:
+    """``dora record X -o F``: X an existing file runs and records it (as before); otherwise X
+    names a running dataflow."""
+    from dora_cli import record_cmd
+
+    base = record_cmd.app.info.cls
+    if getattr(base, "_dora_cluster", False):
+        return
+
+    class _Group(base):  # type: ignore[misc,valid-type]
+        _dora_cluster = True
+
+        def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+            first = args[0] if args else ""
+            if (
+                first
+                and first not in self.commands
+                and not first.startswith("-")
+                and not Path(first).exists()
+            ):
+                args = ["running", *args]
+            return super().parse_args(ctx, args)
+
+    record_cmd.app.info.cls = _Group
+    record_cmd.app.command("running", hidden=True)(record_running)
+
+
+__all__ = ["register"]
