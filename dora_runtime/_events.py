@@ -30,6 +30,8 @@ from dora_runtime._shm import ShmMapper
 
 _RECV_SIZE = 1 << 16
 _DROP_REPORT_INTERVAL_S = 0.5
+_PUMP_MIN_WAIT_S = 0.002
+_PUMP_MAX_WAIT_S = 0.05
 
 
 @dataclass(slots=True)
@@ -74,7 +76,9 @@ class EventStream:
         self._control = control
         self._send_control = send_control
         self._on_receiver_exit = on_receiver_exit
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # consumers wait here
+        self._pump_cond = threading.Condition(lock)  # the pump thread waits here
         self._queues: dict[str, deque[Item]] = {i: deque() for i in cfg.inputs}
         self._specials: deque[Item] = deque()
         self._order = 0
@@ -192,15 +196,26 @@ class EventStream:
         self._specials.append(Item(self._order, kind, input_id))
 
     def _pump(self) -> None:
-        """Keeps queues drained (drop-oldest, control frames) while the node is busy."""
+        """Keeps queues drained (drop-oldest, control frames) while the node is busy.
+
+        Nobody wakes the pump when a consumer leaves ``select`` with a message: it looks
+        every few milliseconds (backing off while the node idles in ``select``) and takes the
+        sockets only if the node is still busy in its own code. A node that handles each event
+        quickly is back in ``select`` before that, so the pump costs no wake-up per message.
+        """
         last_report = time.monotonic()
+        delay = _PUMP_MIN_WAIT_S
         while not self._closed:
             with self._cond:
-                while (self._io_owner is not None or self._consumers_waiting) and not self._closed:
-                    self._cond.wait()
+                while not self._closed:
+                    if self._io_owner is None and not self._consumers_waiting:
+                        break
+                    self._pump_cond.wait(delay)
+                    delay = min(delay * 2, _PUMP_MAX_WAIT_S)
                 if self._closed:
                     return
                 self._io_owner = "pump"
+            delay = _PUMP_MIN_WAIT_S
             try:
                 events = self._sel.select(timeout=_DROP_REPORT_INTERVAL_S)
             finally:
@@ -394,6 +409,7 @@ class EventStream:
                 return
             self._closed = True
             self._cond.notify_all()
+            self._pump_cond.notify_all()
         self._wake_w.send(b"x")
         self._thread.join(timeout=2.0)
         for key in list(self._sel.get_map().values()):
