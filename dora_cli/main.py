@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from dora_cli import new_cmd, record_cmd, run_cmd, validate_cmd
+from dora_cli import cluster_cmds, new_cmd, record_cmd, run_cmd, validate_cmd
 
 app = typer.Typer(
     name="dora",
@@ -41,6 +41,7 @@ def _main(
 
 
 run_cmd.register(app)
+cluster_cmds.register(app)
 validate_cmd.register(app)
 app.add_typer(new_cmd.app, name="new")
 app.add_typer(record_cmd.app, name="record")
