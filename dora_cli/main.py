@@ -41,6 +41,7 @@ def _main(
 
 
 run_cmd.register(app)
+__import__("dora_cli.replay_cmd").replay_cmd.register(app)
 cluster_cmds.register(app)
 validate_cmd.register(app)
 app.add_typer(new_cmd.app, name="new")
