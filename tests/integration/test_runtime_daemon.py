@@ -321,3 +321,24 @@ nodes:
     assert len(after_crash) > 5
     downstream = r.result("downstream")
     assert _types(downstream) == ["INPUT", "INPUT", "INPUT", "INPUT_CLOSED"]
+
+
+def test_second_sigint_kills_at_once(dora: DoraRunner) -> None:
+    proc = dora.start(
+        """
+nodes:
+  - id: stubborn
+    path: NODES/ignore_stop.py
+""",
+        "--grace",
+        "60s",
+    )
+    dora.wait_for_file("ignore_stop.ready")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    r = dora.wait(proc, timeout=20)
+    assert time.monotonic() - t0 < 5, r.output
+    assert "second interrupt: killing every node now" in r.stdout
+    assert r.returncode == 1
