@@ -1,0 +1,209 @@
+"""``dora replay`` on a recording of examples/robot: lockstep, golden flow, substitution, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import dora_replay
+from dora_replay import ReplayError
+
+REPO = Path(__file__).resolve().parents[2]
+ROBOT = REPO / "examples" / "robot"
+LOOSE = {"default": {"atol": 1e-3}}  # the recording's imu/bbox interleaving races within ~1 ms
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def _dora(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 120):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "dora_cli.main", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+    )
+
+
+@pytest.fixture(scope="module")
+def robot(tmp_path_factory: pytest.TempPathFactory, guarded) -> Path:
+    """A 2 s recording of the robot example."""
+    tmp = tmp_path_factory.mktemp("robot")
+    with guarded():
+        r = _dora(
+            "record",
+            str(ROBOT / "dataflow.yml"),
+            "-o",
+            str(tmp / "robot.dora"),
+            "--stop-after",
+            "2",
+            "--log-dir",
+            str(tmp / "rec-logs"),
+            cwd=ROBOT,
+        )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return tmp / "robot.dora"
+
+
+def _detector_variant(tmp: Path, name: str, patch: str) -> Path:
+    """A copy of the robot detector with ``patch`` applied to each box before sending."""
+    src = (ROBOT / "detector.py").read_text()
+    src = src.replace(
+        "        boxes = pa.array(detect(image), type=SCHEMA)",
+        f"        found = detect(image)\n        for b in found:\n            {patch}\n"
+        "        boxes = pa.array(found, type=SCHEMA)",
+    )
+    path = tmp / name
+    path.write_text(src)
+    return path
+
+
+def test_lockstep_replay_matches_and_golden_update_is_exact(robot: Path, tmp_path: Path) -> None:
+    golden = tmp_path / "golden.dora"
+    shutil.copy(robot, golden)
+    first = dora_replay.replay(golden, speed=0, log_dir=tmp_path / "l1", tolerances=LOOSE)
+    assert first.ok, first.report()
+    assert first.replayed_nodes == ["camera", "imu"]
+    assert first.live_nodes == ["detector", "planner", "controller"]
+    bboxes = first.comparison.channels["detector/bboxes"]
+    assert bboxes.max_abs == 0 and bboxes.matched == len(first.recorded["detector/bboxes"])
+    summary = dora_replay.update_golden(golden, first)
+    assert "detector/bboxes" in summary.rewritten and summary.copied["camera/image"] > 0
+    # Replays of a golden written by a lockstep replay are exactly identical, every time.
+    runs = [
+        dora_replay.replay(golden, speed=0, log_dir=tmp_path / f"l{i}", out=tmp_path / f"r{i}.dora")
+        for i in (2, 3)
+    ]
+    for r in runs:
+        r.assert_matches()
+        assert all(c.max_abs == 0 for c in r.comparison.channels.values())
+    assert dora_replay.compare_recordings(golden, tmp_path / "r2.dora").ok
+    assert dora_replay.compare_recordings(tmp_path / "r2.dora", tmp_path / "r3.dora").ok
+
+
+def test_changed_detector_is_caught_with_a_precise_report(robot: Path, tmp_path: Path) -> None:
+    new = _detector_variant(
+        tmp_path, "det_shift.py", 'b["x_min"] += 4 if b["label"] == "red" else 0'
+    )
+    result = dora_replay.replay(
+        robot,
+        speed=0,
+        replace={"detector": str(new)},
+        log_dir=tmp_path / "logs",
+        tolerances=LOOSE,
+    )
+    assert not result.failures
+    bboxes = result.comparison.channels["detector/bboxes"]
+    assert not bboxes.ok
+    d = bboxes.differences[0]
+    assert d.kind == "value" and d.cause and d.cause.startswith("camera/image#")
+    assert any("x_min" in c for c in d.changes) and d.max_abs == 4
+    with pytest.raises(AssertionError) as info:
+        result.assert_matches()
+    text = str(info.value)
+    assert "detector/bboxes message #0" in text
+    assert "reproduce with:" in text and f"--replace detector={new}" in text
+
+
+def test_change_within_tolerance_passes(robot: Path, tmp_path: Path) -> None:
+    new = _detector_variant(tmp_path, "det_score.py", 'b["score"] = b["score"] * 0.99995')
+    tol = {"default": {"atol": 1e-3}, "detector/bboxes": {"atol": 1e-3}}
+    ok = dora_replay.replay(
+        robot, speed=0, replace={"detector": str(new)}, log_dir=tmp_path / "l1", tolerances=tol
+    )
+    assert ok.ok, ok.report()
+    assert 0 < ok.comparison.channels["detector/bboxes"].max_abs <= 1e-3
+    strict = dora_replay.replay(
+        robot,
+        speed=0,
+        replace={"detector": str(new)},
+        log_dir=tmp_path / "l2",
+        tolerances=LOOSE | {"detector/bboxes": {}},
+    )
+    assert not strict.comparison.channels["detector/bboxes"].ok
+
+
+def test_crashing_live_node_is_reported_with_its_log(robot: Path, tmp_path: Path) -> None:
+    crash = tmp_path / "crash.py"
+    crash.write_text(
+        textwrap.dedent("""
+        from dora import Node
+        node = Node()
+        for event in node:
+            if event["type"] == "INPUT":
+                print("about to fail on the first image", flush=True)
+                raise RuntimeError("detector exploded")
+    """)
+    )
+    r = _dora(
+        "replay",
+        str(robot),
+        "--speed",
+        "0",
+        "--replace",
+        f"detector={crash}",
+        "-q",
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--report",
+        str(tmp_path / "r.json"),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAILED: node `detector` exit 1" in r.stdout
+    assert "detector exploded" in r.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert not report["ok"] and "detector" in report["failures"]
+
+
+def test_cli_assert_out_report_and_bad_input(robot: Path, tmp_path: Path) -> None:
+    out, rep = tmp_path / "replayed.dora", tmp_path / "report.json"
+    r = _dora(
+        "replay",
+        str(robot),
+        "--speed",
+        "0",
+        "--assert",
+        "-q",
+        "--tolerance",
+        "*:atol=1e-3",
+        "--out",
+        str(out),
+        "--report",
+        str(rep),
+        "--log-dir",
+        str(tmp_path / "l"),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "all 3 channel(s) match" in r.stdout
+    assert json.loads(rep.read_text())["ok"] is True
+    with dora_replay.open(out) as rec:
+        assert {"camera/image", "imu/imu", "detector/bboxes"} <= set(rec.channels)
+    bad = _dora("replay", str(robot), "--replace", "nosuch=x.py", cwd=tmp_path)
+    assert bad.returncode == 1 and "unknown node(s) nosuch" in bad.stderr
+    assert "detector" in bad.stderr and "Traceback" not in bad.stderr
+    missing = _dora("replay", str(tmp_path / "nope.dora"), cwd=tmp_path)
+    assert missing.returncode == 1 and "nope.dora" in missing.stderr
+    with pytest.raises(ReplayError, match="speed 500"):
+        dora_replay.replay(robot, speed=500)
+
+
+def test_truncated_recording_replays_what_is_readable(robot: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.dora"
+    data = robot.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    result = dora_replay.replay(cut, speed=0, log_dir=tmp_path / "l", tolerances=LOOSE)
+    assert any("ends inside a chunk" in w for w in result.warnings), result.warnings
+    assert "warning: file ends inside a chunk" in result.report()
+    assert result.messages_sent > 0 and not result.failures
