@@ -104,7 +104,8 @@ nodes:
     r = dora.wait(proc)
     assert r.returncode == 0, r.output
     assert _existing(segments) == []
-    assert [e[0] for e in r.result("collect")["events"]][-1] == "STOP"
+    # rcv sees STOP, or its input closing first when snd stopped and exited before rcv read STOP
+    assert [e[0] for e in r.result("collect")["events"]][-1] in ("STOP", "INPUT_CLOSED")
 
 
 def test_node_killed_with_sigkill_is_reported_and_cleaned_up(dora: DoraRunner) -> None:

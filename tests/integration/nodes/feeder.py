@@ -5,7 +5,6 @@ on ``finish`` exit (which closes the probe's input).
 """
 
 import pyarrow as pa
-
 from _util import signal_file, wait_file
 
 from dora import Node
