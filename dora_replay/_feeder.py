@@ -14,6 +14,7 @@ metadata and Arrow value):
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -118,15 +119,23 @@ class Feeder:
         from dora_replay._values import short
 
         o = self.opts
+        rec = open_recording(o.paths)
+        # read the first chunk before the start, so the first deadline is not spent decoding
+        pending = rec.iter_messages(o.channels, o.start_ns, o.end_ns)
+        first = list(itertools.islice(pending, 1))
         self.ctl.send(hello=self.node.id)
         start = self.ctl.recv().get("start")
         if start is None:
+            rec.close()
             return
-        rec = open_recording(o.paths)
         n_pass = 0
         try:
             while not self.stopped:
-                for m in rec.iter_messages(o.channels, o.start_ns, o.end_ns):
+                if n_pass == 0:
+                    messages = itertools.chain(first, pending)
+                else:
+                    messages = rec.iter_messages(o.channels, o.start_ns, o.end_ns)
+                for m in messages:
                     offset = max(0, m.publish_time_ns - o.origin_ns)
                     if o.speed > 0:
                         deadline = start + int((n_pass * o.period_ns + offset) / o.speed)
@@ -168,6 +177,7 @@ def main() -> int:
     from dora_replay._plan import FEEDER_ENV
 
     opts = FeederOptions(**json.loads(os.environ[FEEDER_ENV]))
+    sys.setswitchinterval(0.0002)  # the node's pump thread must not hold the GIL past a deadline
     Feeder(opts).run()
     return 0
 

@@ -35,6 +35,7 @@ class ReplayPlan:
     compared: list[str]
     replaced: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    unsent: list[str] = field(default_factory=list)  # recorded outputs left out by `channels`
 
     @property
     def fed_channels(self) -> list[str]:
@@ -134,7 +135,9 @@ def make_plan(
         outs = [f"{nid}/{o}" for o in desc.node(nid).outputs if f"{nid}/{o}" in recorded]
         fed[nid] = outs
     fed_all = {c for cs in fed.values() for c in cs}
+    unsent: list[str] = []
     if chan_filter & fed_all:
+        unsent = sorted(fed_all - chan_filter)
         fed = {n: [c for c in cs if c in chan_filter] for n, cs in fed.items()}
     compared = [f"{n}/{o}" for n in live for o in desc.node(n).outputs if f"{n}/{o}" in recorded]
     live_filter = chan_filter - fed_all
@@ -172,6 +175,7 @@ def make_plan(
         compared=compared,
         replaced=replace_paths,
         warnings=warnings,
+        unsent=unsent,
     )
 
 

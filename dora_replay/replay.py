@@ -59,6 +59,7 @@ def _schedule(
             first = m.publish_time_ns if first is None else min(first, m.publish_time_ns)
             last = m.publish_time_ns if last is None else max(last, m.publish_time_ns)
     count = sum(len(v) for v in seq_maps.values())
+    seq_maps.update({c: [] for c in plan.unsent})  # their outputs' effects are out of scope
     origin = window[0] if window[0] is not None else (first or rec.start_time_ns)
     total = max(0, (window[1] if window[1] is not None else (last or origin)) - origin)
     if window[1] is not None and last is not None:
