@@ -28,6 +28,7 @@ if __name__ == "__main__":  # run as a script: our folder must not shadow top-le
 
 _STOP_POLL_S = 0.05
 _BARRIER_POLL_S = 0.25
+_REPORT_EVERY_NS = 50_000_000  # progress reports to the replay process, at most every 50 ms
 
 
 @dataclass
@@ -129,6 +130,7 @@ class Feeder:
             rec.close()
             return
         n_pass = 0
+        next_report = 0
         try:
             while not self.stopped:
                 if n_pass == 0:
@@ -161,9 +163,12 @@ class Feeder:
                     if deadline:
                         self.lateness_ns.append(now - deadline)
                     self.sent += 1
-                    self.ctl.send(sent=self.sent, t=offset + n_pass * o.period_ns)
-                    if self.check_stop():
-                        break
+                    now = time.monotonic_ns()
+                    if now >= next_report or o.step or o.speed == 0:
+                        next_report = now + _REPORT_EVERY_NS
+                        self.ctl.send(sent=self.sent, t=offset + n_pass * o.period_ns)
+                        if self.check_stop():
+                            break
                 n_pass += 1
                 if not o.loop:
                     break
