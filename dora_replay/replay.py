@@ -87,6 +87,8 @@ def _command(path: Any, **opts: Any) -> str:
             parts.append(flag)
         elif isinstance(value, dict):
             parts += [x for k, v in value.items() for x in (flag, f"{k}={v}")]
+        elif key == "tolerance":
+            parts += [x for v in value for x in (flag, v)]
         elif isinstance(value, list):
             parts += [flag, ",".join(value)]
         else:
@@ -130,6 +132,7 @@ def replay(
     log files in ``log_dir``). Raises :class:`ReplayError` / ``RecordingError`` on bad input.
     """
     _check_speed(speed)
+    tol = as_tolerances(tolerances)
     command = _command(
         path,
         dataflow=dataflow,
@@ -137,12 +140,12 @@ def replay(
         replace=replace,
         replay_nodes=replay_nodes,
         live_nodes=live_nodes,
+        tolerance=tol.to_flags(),
         start=start,
         end=end,
         channels=channels,
         loop=loop,
     )
-    tol = as_tolerances(tolerances)
     lockstep = speed == 0 or step
     rec = open_recording(path)
     try:

@@ -88,6 +88,18 @@ class Tolerances:
         default = other.default if other.default != Tolerance() else self.default
         return Tolerances(default, {**self.channels, **other.channels})
 
+    def to_flags(self) -> list[str]:
+        """``--tolerance`` values that rebuild these tolerances (for a reproducing command)."""
+        entries = [("*", self.default)] if self.default != Tolerance() else []
+        flags = []
+        for name, t in [*entries, *self.channels.items()]:
+            items = [f"atol={t.atol:g}"] if t.atol else []
+            items += [f"rtol={t.rtol:g}"] if t.rtol else []
+            items += [f"ignore_fields={'|'.join(t.ignore_fields)}"] if t.ignore_fields else []
+            items += [f"ignore_metadata={'|'.join(t.ignore_metadata)}"] if t.ignore_metadata else []
+            flags.append(f"{name}:{','.join(items or ['atol=0'])}")
+        return flags
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "default": self.default.to_dict(),
