@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -70,12 +71,15 @@ class CoordinatorClient:
         self.url = coordinator_url(url)
         token = token if token is not None else find_token()
         self._rids = itertools.count(1)
+        self._stack = contextlib.ExitStack()
         try:
-            self._ws = connect(
-                self.url,
-                additional_headers=auth_headers(token),
-                max_size=MAX_MESSAGE_BYTES,
-                open_timeout=timeout_s,
+            self._ws = self._stack.enter_context(
+                connect(
+                    self.url,
+                    additional_headers=auth_headers(token),
+                    max_size=MAX_MESSAGE_BYTES,
+                    open_timeout=timeout_s,
+                )
             )
         except OSError as e:
             hint = ""
@@ -104,7 +108,7 @@ class CoordinatorClient:
         self.close()
 
     def close(self) -> None:
-        self._ws.close()
+        self._stack.close()
 
     def request(self, msg: Message, timeout_s: float | None = 60.0) -> Message:
         """Send a request and return its reply; raises ``CoordinatorError`` if it failed."""

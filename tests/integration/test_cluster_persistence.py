@@ -1,0 +1,114 @@
+"""Coordinator crashes and restarts, daemons that die, state left behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _cluster import Cluster, cluster_fixture, wait_for
+
+from dora_runtime.coordinator.client import pid_alive
+from dora_runtime.coordinator.state import StateStore
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    yield from cluster_fixture(tmp_path)
+
+
+TALKER = """
+nodes:
+  - id: talker
+    path: NODES/cluster_talker.py
+    inputs:
+      tick: dora/timer/millis/50
+    outputs: [out]
+  - id: sink
+    path: NODES/collect.py
+    inputs:
+      x: talker/out
+"""
+
+
+def _count(c: Cluster) -> int:
+    return (c.result("talker") or {}).get("count", 0)
+
+
+@pytest.mark.slow
+def test_coordinator_kill9_nodes_keep_running_and_it_resumes(cluster: Cluster) -> None:
+    url = cluster.coordinator()
+    port = int(url.rsplit(":", 1)[1])
+    cluster.daemon("local")
+    cluster.wait_daemons("local")
+    cluster.dora("start", str(cluster.write(TALKER)), "--name", "survivor")
+    wait_for(lambda: _count(cluster) >= 3, 15, "ticks")
+
+    cluster.kill("coordinator")
+    before = _count(cluster)
+    time.sleep(1.0)
+    assert _count(cluster) > before + 5, "nodes must keep running without the coordinator"
+    res = cluster.dora("list", check=False)
+    assert res.returncode == 1 and "cannot reach the coordinator" in res.stderr
+
+    cluster.coordinator(port=port)
+    assert "found state of a coordinator that stopped without cleaning up" in cluster.log(
+        "coordinator"
+    )
+    row = cluster.wait_status("survivor", "running", timeout_s=20)
+    assert row["running"] == 2
+    assert "recovered: running" in cluster.log("coordinator")
+    out = cluster.dora("stop", "survivor", "--grace", "3s").stdout
+    assert "survivor: stopped" in out
+    assert not pid_alive(cluster.result("talker")["pid"])
+    assert "retrying (nodes keep running)" in cluster.log("daemon-local")
+
+
+@pytest.mark.slow
+def test_dora_up_after_a_crashed_coordinator(cluster: Cluster) -> None:
+    cluster.dora("up")
+    info = json.loads((cluster.home / "coordinator.json").read_text())
+    cluster.dora("start", str(cluster.write(TALKER)), "--name", "kept")
+    wait_for(lambda: _count(cluster) >= 2, 15, "ticks")
+    import os
+
+    os.kill(info["pid"], signal.SIGKILL)
+    wait_for(lambda: not pid_alive(info["pid"]), 5, "the coordinator to die")
+    out = cluster.dora("up").stdout
+    assert f"the previous coordinator (pid {info['pid']}) died" in out
+    assert "daemon `local` already running" in out
+    new = json.loads((cluster.home / "coordinator.json").read_text())
+    assert new["port"] == info["port"] and new["pid"] != info["pid"]
+    cluster.url = new["url"]
+    cluster.wait_status("kept", "running")
+    down = cluster.dora("destroy", "--grace", "2s").stdout
+    assert "stopped dataflow kept" in down
+
+
+def test_a_dead_daemon_fails_its_dataflows(cluster: Cluster) -> None:
+    cluster.coordinator()
+    cluster.daemon("local")
+    cluster.wait_daemons("local")
+    cluster.dora("start", str(cluster.write(TALKER)), "--name", "doomed")
+    wait_for(lambda: _count(cluster) >= 2, 15, "ticks")
+    cluster.kill("daemon-local")
+    row = cluster.wait_status("doomed", "failed", timeout_s=15)
+    assert "daemon `local` disconnected" in row["reason"]
+    assert "talker" in row["reason"] and "sink" in row["reason"]
+    wait_for(lambda: not pid_alive(cluster.result("talker")["pid"]), 5, "the node to die")
+    res = cluster.dora("stop", "doomed")
+    assert "doomed: failed" in res.stdout
+
+
+def test_state_of_a_crash_during_start_is_handled(cluster: Cluster) -> None:
+    store = StateStore(cluster.home / "coordinator.sqlite")
+    store.insert_dataflow("0000aaaa-half", "half", None, "nodes: []", {}, {"n": "local"})
+    store.close()
+    (cluster.home / "coordinator.json").write_text(json.dumps({"pid": 999999, "url": "ws://x"}))
+    cluster.coordinator()
+    row = cluster.dataflow("half")
+    assert row["status"] == "failed"
+    assert "stopped while it was starting" in row["reason"]
