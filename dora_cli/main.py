@@ -8,7 +8,15 @@ from typing import Any
 
 import typer
 
-from dora_cli import cluster_cmds, new_cmd, record_cmd, run_cmd, validate_cmd
+from dora_cli import (
+    cluster_cmds,
+    new_cmd,
+    record_cmd,
+    recording_cmds,
+    replay_cmd,
+    run_cmd,
+    validate_cmd,
+)
 
 app = typer.Typer(
     name="dora",
@@ -41,18 +49,13 @@ def _main(
 
 
 run_cmd.register(app)
-__import__("dora_cli.replay_cmd").replay_cmd.register(app)
+replay_cmd.register(app)
 cluster_cmds.register(app)
 validate_cmd.register(app)
 app.add_typer(new_cmd.app, name="new")
 app.add_typer(record_cmd.app, name="record")
 
-try:  # the recording verbs (info, export, import) live beside the format code
-    from dora_cli import recording_cmds
-
-    recording_cmds.register(app)
-except ImportError:  # pragma: no cover - only while that module does not exist
-    pass
+recording_cmds.register(app)  # info, export, import
 
 
 def main(argv: list[str] | None = None) -> Any:
