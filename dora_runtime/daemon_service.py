@@ -288,6 +288,8 @@ class DaemonService:
         stop = asyncio.create_task(self._shutdown.wait())
         await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
+        if self._shutdown.is_set() and not reader.done():
+            await self._stop_all()  # while connected, so the results reach the coordinator
         if not reader.done():
             await peer.close()
         with contextlib.suppress(Exception):

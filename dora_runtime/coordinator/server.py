@@ -273,12 +273,17 @@ class Coordinator:
     def part_lost(self, dataflow_id: str, machine: str, why: str) -> None:
         """The nodes of ``dataflow_id`` on ``machine`` are gone: fail the dataflow, stop the rest."""
         row = self.state.get(dataflow_id)
-        if row is None or not row.active:
+        if row is None:
+            return
+        if not row.active:
+            self.state.mark_part_done(dataflow_id, machine)
+            self._check_complete(dataflow_id)
             return
         gone = [n for n, st in row.nodes.items() if st["machine_id"] == machine]
         for node in gone:
             if row.nodes[node]["status"] not in FINAL_NODE:
                 self.state.set_node(dataflow_id, node, "lost")
+        self.state.mark_part_done(dataflow_id, machine)
         reason = f"daemon `{machine}` {why}; its node(s) {', '.join(gone)} are lost"
         self.say(f"dataflow {row.name} ({dataflow_id}) failed: {reason}")
         self.finalize(dataflow_id, "failed", reason)
@@ -320,7 +325,8 @@ class Coordinator:
                     else "failed"
                 )
                 self.state.set_node(df, node, status, code)
-        failures = {k: v for k, v in result.get("failures", {}).items()}
+        self.state.mark_part_done(df, machine)
+        failures = dict(result.get("failures", {}))
         if failures and row.active and row.status != "stopping":
             detail = "; ".join(f"{k}: {v}" for k, v in failures.items())
             self.state.set_status(df, row.status, f"failed node(s) on `{machine}`: {detail}")
@@ -336,7 +342,7 @@ class Coordinator:
 
     def _check_complete(self, dataflow_id: str) -> None:
         row = self.state.get(dataflow_id)
-        if row is None or any(n["status"] not in FINAL_NODE for n in row.nodes.values()):
+        if row is None or not row.complete:
             return
         if not row.active:
             self.finalize(dataflow_id, row.status, None)
@@ -356,7 +362,7 @@ class Coordinator:
         self.done_event(dataflow_id).set()
         assert row is not None
         for f in [f for f in self.followers if f.dataflow_id == dataflow_id]:
-            if all(n["status"] in FINAL_NODE for n in row.nodes.values()):
+            if row.complete:
                 msg = {"type": "end", "status": row.status, "reason": row.reason}
                 asyncio.create_task(f.peer.send(msg))
                 self.followers.remove(f)

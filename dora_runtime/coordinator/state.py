@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS dataflows (
     descriptor_path TEXT,
     yaml TEXT NOT NULL,
     plan TEXT NOT NULL DEFAULT '{}',
+    parts_done TEXT NOT NULL DEFAULT '[]',
     created REAL NOT NULL,
     started REAL,
     ended REAL
@@ -60,6 +61,7 @@ class DataflowRow:
     descriptor_path: str | None
     yaml: str
     plan: dict[str, Any]
+    parts_done: list[str]
     created: float
     started: float | None
     ended: float | None
@@ -71,7 +73,13 @@ class DataflowRow:
 
     @property
     def machines(self) -> list[str]:
-        return sorted({n["machine_id"] for n in self.nodes.values()})
+        """Every machine running a part of it (nodes or taps)."""
+        return sorted({n["machine_id"] for n in self.nodes.values()} | set(self.plan))
+
+    @property
+    def complete(self) -> bool:
+        """Every machine's part has ended (reported done, or lost)."""
+        return set(self.machines) <= set(self.parts_done)
 
     def summary(self) -> dict[str, Any]:
         """What ``dora list`` shows (uptime in seconds)."""
@@ -181,6 +189,12 @@ class StateStore:
             (status, returncode, dataflow_id, node_id),
         )
 
+    def mark_part_done(self, dataflow_id: str, machine: str) -> None:
+        row = self.get(dataflow_id)
+        if row is not None and machine not in row.parts_done:
+            done = json.dumps([*row.parts_done, machine])
+            self._db.execute("UPDATE dataflows SET parts_done=? WHERE id=?", (done, dataflow_id))
+
     def get(self, dataflow_id: str) -> DataflowRow | None:
         row = self._db.execute("SELECT * FROM dataflows WHERE id=?", (dataflow_id,)).fetchone()
         return self._row(row) if row is not None else None
@@ -195,6 +209,7 @@ class StateStore:
     def _row(self, row: sqlite3.Row) -> DataflowRow:
         d = dict(row)
         d["plan"] = json.loads(d["plan"])
+        d["parts_done"] = json.loads(d["parts_done"])
         df = DataflowRow(**d)
         for n in self._db.execute(
             "SELECT * FROM nodes WHERE dataflow_id=? ORDER BY rowid", (df.id,)
