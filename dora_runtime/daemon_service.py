@@ -206,7 +206,7 @@ class DaemonService:
         self.peer: Peer | None = None
         self._shutdown = asyncio.Event()
         self._exit_code = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_send: asyncio.Task[None] | None = None
 
     def say(self, line: str) -> None:
         print(f"daemon {self.machine_id}: {line}", file=sys.stderr, flush=True)
@@ -296,14 +296,25 @@ class DaemonService:
             await reader
 
     def send_nowait(self, msg: Message) -> None:
-        if self.peer is not None:
-            task = asyncio.create_task(self.peer.send(msg))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        """Send an event without waiting; events leave in the order they were given."""
+        peer, previous = self.peer, self._last_send
+        if peer is None:
+            return
+
+        async def send_after_previous() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            await peer.send(msg)
+
+        self._last_send = asyncio.create_task(send_after_previous())
 
     async def report_done(self, run: _Run) -> None:
         if self.peer is None:
             return  # kept in ``runs``; the next registration reports it
+        if self._last_send is not None:  # the last log lines and node statuses go first
+            with contextlib.suppress(Exception):
+                await self._last_send
         try:
             await self.peer.request(
                 {"type": "dataflow_done", "dataflow_id": run.id, "result": run.result}
