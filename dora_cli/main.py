@@ -19,6 +19,7 @@ from dora_cli import (
 )
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     name="dora",
     help="dora-py: run robotics dataflows, record them, replay them as tests.",
     no_args_is_help=True,

@@ -15,12 +15,20 @@ class _RecordGroup(TyperGroup):
     """``dora record DATAFLOW ...`` runs the default command; ``dora record repair`` the other."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+        # `dora record --help` shows the recording options (the common case) rather than a
+        # list of one sub-command; that help names `dora record repair` too.
+        if args and args[0] not in self.commands:
             args = ["dataflow", *args]
         return super().parse_args(ctx, args)
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        # usage reads `dora record [OPTIONS] DATAFLOW`, not `dora record dataflow ...`
+        return ("" if name == "dataflow" else name), cmd, rest
+
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     cls=_RecordGroup,
     help="Record a dataflow run to a .dora file (`dora record DATAFLOW -o run.dora`), or "
     "repair a recording (`dora record repair run.dora`).",
@@ -92,7 +100,9 @@ def record_options(
 
 @app.command("dataflow", hidden=True)
 def record_dataflow(
-    dataflow: Path = typer.Argument(..., help="The dataflow YAML file to run and record."),
+    dataflow: Path = typer.Argument(
+        ..., metavar="DATAFLOW", help="The dataflow YAML file to run and record."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="The .dora file to write."),
     nodes: str | None = typer.Option(None, "--nodes", help="Record only these nodes' outputs: a,b"),
     topics: str | None = typer.Option(None, "--topics", help="Record only these outputs: a/x,b/y"),
@@ -114,8 +124,14 @@ def record_dataflow(
     ),
     log_dir: Path | None = typer.Option(None, "--log-dir", help="Where per-node log files go."),
     grace: str = typer.Option("5s", "--grace", help="After STOP, time before nodes are killed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
 ) -> None:
-    """Run DATAFLOW and record every message its nodes send (or a selection) to a .dora file."""
+    """Run DATAFLOW and record every message its nodes send (or a selection) to a .dora file.
+
+    Stops like `dora run` (Ctrl-C, --stop-after); the recorder keeps everything flushed (at
+    least every second) even if the run is killed. To fix a recording cut short by a crash:
+    `dora record repair run.dora`.
+    """
     from dora_cli.run_cmd import execute
 
     opts = record_options(output, compression, chunk_size, split_size, split_duration, meta)
@@ -127,12 +143,15 @@ def record_dataflow(
         record=opts,
         record_nodes=_split(nodes),
         record_topics=_split(topics),
+        overwrite=overwrite,
     )
 
 
 @app.command("repair")
 def repair(
-    path: Path = typer.Argument(..., help="The .dora file to repair (e.g. after a crash)."),
+    path: Path = typer.Argument(
+        ..., metavar="PATH", help="The .dora file to repair (e.g. after a crash)."
+    ),
     output: Path | None = typer.Option(
         None, "-o", "--output", help="Write here instead of in place."
     ),

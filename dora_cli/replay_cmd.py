@@ -27,7 +27,9 @@ def _seconds(value: str | None, option: str) -> float | None:
 
 
 def replay(
-    recording: Path = typer.Argument(..., help="The .dora recording to replay."),
+    recording: Path = typer.Argument(
+        ..., metavar="RECORDING", help="The .dora recording to replay."
+    ),
     speed: float = typer.Option(
         1.0, "--speed", help="Recorded timing scaled by this (0.1 to 100); 0 = lockstep."
     ),

@@ -15,7 +15,9 @@ def register(app: typer.Typer) -> None:
 
 
 def run(
-    dataflow: Path = typer.Argument(..., help="The dataflow YAML file (dora-rs 1.x format)."),
+    dataflow: Path = typer.Argument(
+        ..., metavar="DATAFLOW", help="The dataflow YAML file (dora-rs 1.x format)."
+    ),
     stop_after: str | None = typer.Option(
         None,
         "--stop-after",
@@ -24,7 +26,7 @@ def run(
     log_dir: Path | None = typer.Option(
         None,
         "--log-dir",
-        help="Where per-node log files go (log_<node>.txt). Default: out/<dataflow-id>/ next to "
+        help="Where per-node log files go (log_NODE.txt). Default: out/DATAFLOW-ID/ next to "
         "the dataflow file.",
     ),
     grace: str = typer.Option(
@@ -35,6 +37,9 @@ def run(
         "--record",
         help="Also record every message the nodes send to this .dora file (zstd, 1 s flushes). "
         "`dora record` has more options.",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the --record file if it already exists."
     ),
 ) -> None:
     """Run a dataflow until every node has exited (or Ctrl-C / --stop-after).
@@ -48,7 +53,14 @@ def run(
         from dora_replay.recorder import RecordOptions
 
         opts = RecordOptions(output=str(record))
-    execute(dataflow, stop_after=stop_after, log_dir=log_dir, grace=grace, record=opts)
+    execute(
+        dataflow,
+        stop_after=stop_after,
+        log_dir=log_dir,
+        grace=grace,
+        record=opts,
+        overwrite=overwrite,
+    )
 
 
 def execute(
@@ -60,6 +72,7 @@ def execute(
     record: Any = None,
     record_nodes: list[str] | None = None,
     record_topics: list[str] | None = None,
+    overwrite: bool = False,
 ) -> None:
     """Shared by ``dora run`` and ``dora record``: load, run, report, exit status."""
     from dora_runtime.daemon import run_dataflow
@@ -75,7 +88,7 @@ def execute(
         channels = select_channels(descriptor, record_nodes, record_topics)
         # replay resolves the recorded dataflow's node paths against this folder
         record.metadata.setdefault("dataflow_path", str(Path(dataflow).resolve()))
-        taps.append(recorder_tap(descriptor, record, channels))
+        taps.append(recorder_tap(descriptor, record, channels, overwrite=overwrite))
     printer = node_printer([n.id for n in descriptor.nodes] + [t.id for t in taps] + ["dora"])
     result = run_dataflow(
         descriptor,

@@ -12,7 +12,9 @@ def register(app: typer.Typer) -> None:
 
 
 def validate(
-    dataflow: Path = typer.Argument(..., help="The dataflow YAML file to check."),
+    dataflow: Path = typer.Argument(
+        ..., metavar="DATAFLOW", help="The dataflow YAML file to check."
+    ),
 ) -> None:
     """Check a dataflow file: prints OK, or every problem as FILE:LINE: message (exit 1)."""
     from dora_runtime.descriptor import load_descriptor

@@ -171,7 +171,7 @@ class Run:
         meta["replay.seq_map"] = json.dumps({c: _runs(s) for c, s in self.sched.seq_maps.items()})
         meta["replay.speed"] = f"{self.speed:g}"
         opts = RecordOptions(output=str(self.capture), metadata=meta)
-        return [recorder_tap(desc, opts, channels)]
+        return [recorder_tap(desc, opts, channels, overwrite=True)]  # --out is replaced each run
 
     def execute(
         self, log_dir: Any, timeout_s: float | None, grace_s: float

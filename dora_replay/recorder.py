@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 from dora_replay.errors import RecordingError
 
 if TYPE_CHECKING:
+    from dora_replay._writer import Writer
     from dora_runtime.descriptor import Descriptor
-    from dora_runtime.tap import TapSpec
+    from dora_runtime.tap import TapClient, TapSpec
 
 OPTIONS_ENV = "DORA_RECORD_OPTIONS"
 RECORDER_ID = "dora-record"
@@ -70,15 +71,23 @@ def select_channels(
     return every
 
 
-def recorder_tap(descriptor: Descriptor, options: RecordOptions, channels: list[str]) -> TapSpec:
+def recorder_tap(
+    descriptor: Descriptor, options: RecordOptions, channels: list[str], overwrite: bool = False
+) -> TapSpec:
     """The tap the daemon starts to record ``channels`` into ``options.output``."""
     from dora_runtime.tap import TapSpec
 
     if not channels:
         raise RecordingError("nothing to record: the selected nodes declare no outputs")
     out = Path(options.output)
+    if out.is_dir():
+        raise RecordingError(f"cannot record to {out}: it is a folder; name a file like run.dora")
     if out.parent and not out.parent.exists():
         raise RecordingError(f"cannot record to {out}: folder {out.parent} does not exist")
+    if out.exists() and not overwrite:
+        raise RecordingError(
+            f"{out} already exists; choose another name or pass --overwrite to replace it"
+        )
     opts = dict(options.__dict__)
     opts["output"] = str(out.resolve())
     return TapSpec(
@@ -91,7 +100,6 @@ def recorder_tap(descriptor: Descriptor, options: RecordOptions, channels: list[
 
 def main() -> int:
     """Entry point of the recorder process (started by the daemon)."""
-    from dora_replay._writer import open_writer
     from dora_runtime.tap import TapClient
 
     opts = RecordOptions(**json.loads(os.environ[OPTIONS_ENV]))
@@ -100,7 +108,20 @@ def main() -> int:
     with contextlib.suppress(OSError):
         os.nice(RECORDER_NICE)
     tap = TapClient()
-    writer = open_writer(
+    try:
+        writer = _open(opts, tap)
+    except RecordingError as e:
+        print(f"ERROR: {e}", flush=True)
+        tap.close()
+        return 1
+    print(f"recording {len(tap.channels)} channel(s) to {opts.output}", flush=True)
+    return _record(tap, writer, opts)
+
+
+def _open(opts: RecordOptions, tap: TapClient) -> Writer:
+    from dora_replay._writer import open_writer
+
+    return open_writer(
         opts.output,
         tap.dataflow_yaml(),
         opts.metadata,
@@ -110,7 +131,9 @@ def main() -> int:
         split_duration_s=opts.split_duration_s,
         max_buffer_bytes=opts.max_buffer_bytes,
     )
-    print(f"recording {len(tap.channels)} channel(s) to {opts.output}", flush=True)
+
+
+def _record(tap: TapClient, writer: Writer, opts: RecordOptions) -> int:
     reported: dict[str, int] = {}
     next_check = time.monotonic() + 1.0
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,9 @@ class _Parser(FieldReader):
         top = self.items(root, "the top level of a dataflow file")
         if top is None:
             return []
-        self.check_keys(top, TOP_KEYS | TOP_KEYS_IGNORED, "at top level")
+        # `x-...` keys are free for YAML anchors (`x-defaults: &defaults ...`), as in Compose
+        extensions = {k for k in top if k.startswith("x-")}
+        self.check_keys(top, TOP_KEYS | TOP_KEYS_IGNORED | extensions, "at top level")
         env = self.env(top["env"][1], "top-level `env`") if "env" in top else {}
         deploy_key = "deploy" if "deploy" in top else "_unstable_deploy"
         deploy = self.deploy(top[deploy_key][1], "top-level") if deploy_key in top else None
@@ -292,6 +295,12 @@ class _Parser(FieldReader):
         built = any(key in items for key in _BUILDS_PATH)
         candidate = Path(path) if Path(path).is_absolute() else self.base_dir / path
         if candidate.is_file():
+            if not path.endswith(".py") and not os.access(candidate, os.X_OK):
+                self.add(
+                    value_node,
+                    f"{label}: path '{path}' is not executable; run `chmod +x {candidate}` "
+                    "(or name a .py file)",
+                )
             return path, str(candidate.absolute())
         if candidate.is_dir():
             self.add(

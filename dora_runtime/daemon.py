@@ -28,6 +28,7 @@ from dora_runtime._ids import uuid7
 from dora_runtime._shm import unlink_segments
 from dora_runtime._spawn import die_with_parent, kill_group, node_command, node_env
 from dora_runtime.descriptor import Descriptor, NodeSpec
+from dora_runtime.errors import DoraError
 from dora_runtime.tap import TapSpec
 
 Printer = Callable[[str, str], None]
@@ -53,6 +54,7 @@ class NodeState:
     exited: bool = False
     returncode: int | None = None
     killed_after_grace: bool = False
+    kill_reason: str = ""
     drops: dict[str, int] = field(default_factory=dict)
     last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=_LAST_LINES))
     log_file: Any = None
@@ -112,6 +114,13 @@ class Daemon:
         self.lockstep = lockstep
         self.feeders = set(feeders or ())
         self.printer = printer
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DoraError(
+                f"cannot create the log folder {self.log_dir}: {e.strerror}; "
+                "pass --log-dir with a writable folder"
+            ) from None
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"dora-{self._short}-"))
         self.nodes: dict[str, NodeState] = {
             n.id: NodeState(n, str(self.run_dir / f"n{i}.sock"))
@@ -141,7 +150,6 @@ class Daemon:
         for name in clean_stale_runs():
             self._say(f"removed {name}, left by a dora run that was killed")
         (self.run_dir / "daemon.pid").write_text(str(os.getpid()))
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         server = await asyncio.start_unix_server(
             self._on_control, path=str(self.run_dir / "daemon.sock")
         )
@@ -313,7 +321,7 @@ class Daemon:
         if code == 0 or (code is None and state.proc is None):
             return
         if state.killed_after_grace:
-            self._say(f"node `{state.spec.id}` did not stop within {self.grace_s:g} s; killed")
+            self._say(f"node `{state.spec.id}` {state.kill_reason}; killed")
             return
         reason = (
             f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
@@ -348,7 +356,7 @@ class Daemon:
                         state.idle = (frame[2], frame[3])
                         state.barrier_key = frame[4] if len(frame) > 4 else 0
                         self._check_barriers()
-        except (ConnectionResetError, _framing.TransportError):
+        except (OSError, _framing.TransportError):  # node gone mid-write: its exit is reported
             pass
 
     def _quiescent(self) -> bool:
@@ -435,6 +443,14 @@ class Daemon:
                 w.write(frame)
 
     async def _stop_on_request(self, stop_after_s: float | None) -> None:
+        if stop_after_s is not None:
+            # --stop-after counts from when every node is up (timers start then), so a
+            # 3 s run is 3 s of dataflow, not 3 s minus the nodes' import time.
+            ready = asyncio.ensure_future(self._ready.wait())
+            stop = asyncio.ensure_future(self._stop_requested.wait())
+            await asyncio.wait({ready, stop}, timeout=30.0, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            stop.cancel()
         try:
             await asyncio.wait_for(self._stop_requested.wait(), timeout=stop_after_s)
         except TimeoutError:
@@ -452,24 +468,25 @@ class Daemon:
             return
         except TimeoutError:
             pass
-        self._kill_remaining(taps=False)
+        self._kill_remaining(f"did not stop within {self.grace_s:g} s", taps=False)
         # Taps (recorders) finish writing what the nodes sent before they are killed too.
         try:
             await asyncio.wait_for(self._all_exited.wait(), timeout=TAP_GRACE_S)
         except TimeoutError:
-            self._kill_remaining()
+            self._kill_remaining(f"did not finish within {TAP_GRACE_S:g} s after the nodes")
 
     def kill_now(self) -> None:
         """Second Ctrl-C: kill every node at once."""
         self._stopping = True
-        self._kill_remaining()
+        self._kill_remaining("got a second interrupt")
 
-    def _kill_remaining(self, taps: bool = True) -> None:
+    def _kill_remaining(self, reason: str, taps: bool = True) -> None:
         for state in self.nodes.values():
             if state.tap is not None and not taps:
                 continue
             if state.proc is not None and not state.exited:
                 state.killed_after_grace = True
+                state.kill_reason = reason
                 kill_group(state.proc.pid)
 
     async def _broadcast(
@@ -516,9 +533,7 @@ class Daemon:
         for node_id, s in self.nodes.items():
             if s.returncode not in (0, None) or (s.returncode is None and s.proc is not None):
                 failures[node_id] = (
-                    "killed after the grace period"
-                    if s.killed_after_grace
-                    else f"exit {s.returncode}"
+                    f"killed: {s.kill_reason}" if s.killed_after_grace else f"exit {s.returncode}"
                 )
         drops = {
             f"{node_id}/{inp}": n

@@ -274,7 +274,7 @@ nodes:
     assert "node `stubborn` did not stop within 1 s; killed" in r.stdout, r.output
     assert _types(r.result("collect"))[-1] == "STOP"  # the polite one stopped by itself
     assert r.returncode == 1
-    assert "stubborn (killed after the grace period)" in r.stderr
+    assert "stubborn (killed: did not stop within 1 s)" in r.stderr
 
 
 # -- failures ---------------------------------------------------------------------------------

@@ -196,6 +196,7 @@ def test_relative_paths_resolve_against_base_dir_not_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     touch(tmp_path, "flow/node.py", "flow/tool")
+    (tmp_path / "flow/tool").chmod(0o755)
     monkeypatch.chdir(tmp_path)
     d = load_descriptor(
         write(tmp_path / "flow", "nodes:\n  - {id: a, path: node.py}\n  - {id: b, path: tool}\n")
@@ -687,3 +688,22 @@ def test_documented_example_is_valid(tmp_path: Path) -> None:
         touch(tmp_path, *re.findall(r"path: (\S+\.py)", block))
         d = load(tmp_path, block)
         assert d.node("planner").inputs["state"].source == "controller/state"
+
+
+def test_non_executable_file_path_is_an_error(tmp_path: Path) -> None:
+    touch(tmp_path, "tool")
+    with pytest.raises(DescriptorError) as e:
+        load_descriptor(write(tmp_path, "nodes:\n  - {id: b, path: ./tool}\n"))
+    assert "not executable" in str(e.value) and "chmod +x" in str(e.value)
+
+
+def test_x_keys_hold_yaml_anchors(tmp_path: Path) -> None:
+    touch(tmp_path, "a.py")
+    d = load_descriptor(
+        write(
+            tmp_path,
+            "x-defaults: &defaults\n  env: {LOG: debug}\n"
+            "nodes:\n  - <<: *defaults\n    id: a\n    path: a.py\n",
+        )
+    )
+    assert d.node("a").env == {"LOG": "debug"}
