@@ -247,11 +247,32 @@ def stop(
 def record_running(
     dataflow: str = typer.Argument(..., help="Name or id of a running dataflow."),
     output: Path = typer.Option(..., "-o", "--output", help="The .dora file to write."),
+    nodes: str | None = typer.Option(None, "--nodes", help="Record only these nodes: a,b"),
+    topics: str | None = typer.Option(None, "--topics", help="Record only these outputs: a/x"),
+    compression: str = typer.Option("zstd", "--compression", help="zstd, zstd:LEVEL, lz4, none"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     url: str | None = _COORD,
 ) -> None:
-    """Attach a recorder to a running dataflow (pending: needs run-time edges in nodes)."""
+    """Attach a recorder to a running dataflow: it records every message sent from now until
+    the dataflow stops (on the machine that runs it)."""
+    from dora_cli.record_cmd import record_options
+    from dora_replay.recorder import recorder_tap
+
+    opts = record_options(output, compression, None, None, None, [])
+    patterns = (
+        [t.strip() for t in topics.split(",") if t.strip()]
+        if topics
+        else [f"{n.strip()}/*" for n in nodes.split(",") if n.strip()]
+        if nodes
+        else ["*"]
+    )
+    tap = recorder_tap(None, opts, patterns, overwrite=overwrite)  # type: ignore[arg-type]
     with _client(url) as c:
-        c.request({"type": "record", "dataflow": dataflow, "output": str(output.resolve())})
+        answer = c.request({"type": "record", "dataflow": dataflow, "tap": tap.__dict__})
+    typer.echo(
+        f"recording {len(answer['channels'])} channel(s) of `{answer['name']}` to {output} "
+        "until it stops"
+    )
 
 
 def _extend_record() -> None:

@@ -24,8 +24,8 @@ from typing import Any
 
 from dora_runtime import _framing
 from dora_runtime._codec import release_unread
-from dora_runtime._framing import decode_body
 from dora_runtime._config import NodeConfig
+from dora_runtime._framing import decode_body
 from dora_runtime._shm import ShmMapper
 
 _RECV_SIZE = 1 << 16
@@ -95,6 +95,8 @@ class EventStream:
         self.received: dict[str, int] = {i: 0 for i in cfg.inputs}
         self._idle_hook: Any = None
         self.barriers: dict[int, threading.Event] = {}
+        #: more control frames (``SUB``/``UNSUB``), handled in the pump thread
+        self.control_handlers: dict[str, Any] = {}
         self._reported_drops: dict[str, int] = dict(self.drops)
         self._paused: dict[str, _Conn] = {}
         self._wake_r, self._wake_w = socket.socketpair()
@@ -391,6 +393,8 @@ class EventStream:
                 waiter = self.barriers.pop(frame[1], None)
                 if waiter is not None:
                     waiter.set()
+            elif tag in self.control_handlers:
+                self.control_handlers[tag](frame)
 
     def _on_node_exited(self, node_id: str) -> None:
         """Close inputs from a node that exited without ever connecting (e.g. crashed early)."""

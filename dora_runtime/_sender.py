@@ -63,6 +63,7 @@ class Sender:
         self._lock = threading.Lock()
         self._seq: dict[str, int] = {}
         self._edges: dict[str, list[_Edge]] = {}
+        self._node_id = cfg.node_id
         for output, edges in cfg.outputs.items():
             self._seq[output] = 0
             self._edges[output] = [self._connect(cfg.node_id, output, e) for e in edges]
@@ -77,6 +78,26 @@ class Sender:
             sock.close()
             return _Edge(e, None)  # receiver already gone
         return _Edge(e, sock)
+
+    def add_edge(self, output_id: str, cfg: EdgeConfig) -> None:
+        """A receiver subscribed at run time (``SUB``: a recorder attached to a running
+        dataflow). Messages sent from now on reach it too."""
+        if output_id not in self._edges:
+            return
+        edge = self._connect(self._node_id, output_id, cfg)
+        with self._lock:
+            self._edges[output_id] = [*self._edges[output_id], edge]
+
+    def remove_edge(self, output_id: str, node_id: str) -> None:
+        """``UNSUB``: stop sending ``output_id`` to ``node_id``."""
+        with self._lock:
+            edges = self._edges.get(output_id, [])
+            for e in edges:
+                if e.cfg.node == node_id:
+                    e.alive = False
+                    if e.sock is not None:
+                        e.sock.close()
+            self._edges[output_id] = [e for e in edges if e.cfg.node != node_id]
 
     def sent_counts(self) -> dict[str, int]:
         """Messages written per receiving ``node/input`` (lockstep accounting)."""

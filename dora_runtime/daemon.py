@@ -139,6 +139,8 @@ class Daemon:
         self._timer_tasks: list[asyncio.Task[None]] = []
         self._timer_writers: list[asyncio.StreamWriter] = []
         self._ready = asyncio.Event()
+        self._waiters: list[asyncio.Task[None]] = []
+        self._running = False
 
     # -- public --------------------------------------------------------------------------
 
@@ -160,10 +162,13 @@ class Daemon:
                 await self._start_gate()
             for state in self.nodes.values():
                 await self._spawn(state)
-            waiters = [asyncio.create_task(self._wait_node(s)) for s in self.nodes.values()]
+            self._waiters = [asyncio.create_task(self._wait_node(s)) for s in self.nodes.values()]
+            self._running = True
             asyncio.create_task(self._start_timers_when_ready())
             stopper = asyncio.create_task(self._stop_on_request(stop_after_s))
-            await asyncio.gather(*waiters)
+            while not all(w.done() for w in self._waiters):  # add_tap may add waiters
+                await asyncio.gather(*self._waiters)
+            self._running = False
             stopper.cancel()
         finally:
             server.close()
@@ -254,6 +259,59 @@ class Daemon:
             state.last_lines.append(f"could not start: {e}")
         finally:
             state.listen.close()  # the node owns it now; if it dies, senders see the edge close
+
+    async def add_tap(self, tap: TapSpec, register_timeout_s: float = 15.0) -> list[str]:
+        """Attach a tap (a recorder) to the running dataflow; returns the channels it taps.
+
+        ``tap.channels`` may hold ``*`` (every output) and ``node/*`` patterns. Only outputs of
+        nodes still running here can be tapped; each sender is told to open the new edge
+        (``SUB``), so the tap sees every message sent from then on.
+        """
+        if not self._running or self._stopping:
+            raise DoraError("the dataflow is not running (or is stopping); nothing to record")
+        live = {
+            f"{s.spec.id}/{o}": s
+            for s in self.nodes.values()
+            if s.tap is None and s.registered and not s.exited
+            for o in s.spec.outputs
+        }
+        channels = [
+            c
+            for c in live
+            if any(
+                p == "*" or p == c or (p.endswith("/*") and c.startswith(p[:-1]))
+                for p in tap.channels
+            )
+        ]
+        if not channels:
+            raise DoraError(
+                f"no running node output matches {', '.join(tap.channels)}; "
+                f"running outputs: {', '.join(live) or '(none)'}"
+            )
+        tap_id = tap.id
+        n = 1
+        while tap_id in self.nodes:
+            n += 1
+            tap_id = f"{tap.id}-{n}"
+        tap = TapSpec(tap_id, tap.command, channels, dict(tap.env), tap.queue_size)
+        spec = NodeSpec(id=tap_id, path=tap.command[0], env=dict(tap.env))
+        state = NodeState(spec, str(self.run_dir / f"t{len(self.nodes)}.sock"), tap=tap)
+        self.nodes[tap_id] = state
+        self._listen(state)
+        await self._spawn(state)
+        self._waiters.append(asyncio.create_task(self._wait_node(state)))
+        deadline = time.monotonic() + register_timeout_s
+        while not state.registered and not state.exited and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if not state.registered:
+            raise DoraError(f"tap `{tap_id}` did not start (see {self.log_dir}/log_{tap_id}.txt)")
+        for channel in channels:
+            sender = live[channel]
+            edge = EdgeConfig(tap_id, channel, state.socket_path, tap.queue_size)
+            self.extra_edges.setdefault(channel, []).append(edge)
+            if sender.control is not None and not sender.exited:
+                self._write(sender.control, ["SUB", channel.split("/", 1)[1], edge.__dict__])
+        return channels
 
     # -- running -------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from dora_runtime._ws_protocol import (
 )
 from dora_runtime._zenoh_bridge import DataflowBridge, ZenohLink, free_endpoint
 from dora_runtime.daemon import DEFAULT_GRACE_S, TAP_GRACE_S, Daemon
+from dora_runtime.errors import DoraError
 from dora_runtime.tap import TapSpec
 
 BACKOFF_BASE_S = 0.2
@@ -379,6 +380,14 @@ class DaemonService:
         if following:
             run.follow += 1  # type: ignore[union-attr]
         return {"lines": lines, "following": following}
+
+    async def _on_record(self, msg: Message) -> dict[str, Any]:
+        run = self._run(msg)
+        try:
+            channels = await run.daemon.add_tap(TapSpec(**msg["tap"]))
+        except DoraError as e:
+            raise CoordinatorError(str(e)) from None
+        return {"channels": channels}
 
     async def _on_unfollow(self, msg: Message) -> dict[str, Any]:
         run = self.runs.get(msg["dataflow_id"])

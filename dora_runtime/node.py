@@ -25,7 +25,7 @@ import yaml
 
 from dora_runtime import _framing
 from dora_runtime._codec import decode, to_arrow
-from dora_runtime._config import NodeConfig
+from dora_runtime._config import EdgeConfig, NodeConfig
 from dora_runtime._events import EventStream, Item
 from dora_runtime._ids import uuid7
 from dora_runtime._metadata import check_metadata
@@ -63,6 +63,10 @@ class Node:
         self._events = EventStream(
             cfg, self._mapper, self._control, self._send_control, self._sender.receiver_exited
         )
+        self._events.control_handlers["SUB"] = lambda f: self._sender.add_edge(
+            f[1], EdgeConfig(**f[2])
+        )
+        self._events.control_handlers["UNSUB"] = lambda f: self._sender.remove_edge(f[1], f[2])
         self._cause: str | None = None
         self._closed = False
         self._last_idle: Any = None

@@ -161,12 +161,23 @@ class Requests:
             self.c.send(m, {"type": "unfollow", "dataflow_id": f.dataflow_id})
 
     async def on_record(self, peer: Peer, msg: Message) -> dict[str, Any]:
+        """Attach a recorder (``msg["tap"]``, a TapSpec) to a running dataflow."""
         row = self._resolve(msg["dataflow"])
-        raise CoordinatorError(
-            f"recording the running dataflow `{row.name}` needs nodes that accept new edges at "
-            "run time, which is not implemented yet; start it with `dora start --record FILE`, "
-            "or record a fresh run with `dora record dataflow.yml -o FILE`"
+        if not row.active:
+            raise CoordinatorError(f"dataflow `{row.name}` is {row.status}; nothing to record")
+        if len(row.machines) != 1:
+            raise CoordinatorError(
+                f"dataflow `{row.name}` runs on {len(row.machines)} machines; attaching a "
+                "recorder to a running multi-machine dataflow is not supported yet: start it "
+                "with `dora start --record FILE`"
+            )
+        link = self.c.daemons.get(row.machines[0])
+        if link is None:
+            raise CoordinatorError(f"daemon `{row.machines[0]}` is not connected")
+        answer = await link.peer.request(
+            {"type": "record", "dataflow_id": row.id, "tap": msg["tap"]}, timeout_s=30
         )
+        return {"name": row.name, "channels": answer.get("channels", [])}
 
     async def on_destroy(self, peer: Peer, msg: Message) -> dict[str, Any]:
         """Stop every dataflow, shut the daemons down, then exit."""

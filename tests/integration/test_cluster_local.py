@@ -160,7 +160,7 @@ def test_bad_input_is_reported_before_anything_starts(cluster: Cluster) -> None:
     assert res.returncode == 1 and "no dataflow named" in res.stderr
 
 
-def test_record_running_dataflow_is_pending_and_start_record_works(cluster: Cluster) -> None:
+def test_record_running_dataflow_and_start_record(cluster: Cluster) -> None:
     cluster.coordinator()
     cluster.daemon("local")
     cluster.wait_daemons("local")
@@ -168,11 +168,28 @@ def test_record_running_dataflow_is_pending_and_start_record_works(cluster: Clus
     out = cluster.dir / "run.dora"
     cluster.dora("start", str(path), "--name", "rec", "--record", str(out))
     wait_for(lambda: (cluster.result("talker") or {}).get("count", 0) >= 5, 15, "ticks")
-    res = cluster.dora("record", "rec", "-o", str(cluster.dir / "late.dora"), check=False)
-    assert res.returncode == 1 and "not implemented yet" in res.stderr
+    late = cluster.dir / "late.dora"
+    res = cluster.dora("record", "rec", "-o", str(late))
+    assert "recording 1 channel(s) of `rec`" in res.stdout
+    attached_at = (cluster.result("talker") or {}).get("count", 0)
+    wait_for(
+        lambda: (cluster.result("talker") or {}).get("count", 0) >= attached_at + 5,
+        15,
+        "more ticks",
+    )
+    res = cluster.dora("record", "rec", "-o", str(late), check=False)
+    assert res.returncode == 1 and "--overwrite" in res.stderr
+    res = cluster.dora(
+        "record", "rec", "-o", str(cluster.dir / "x.dora"), "--topics", "nope/x", check=False
+    )
+    assert res.returncode == 1 and "no running node output matches nope/x" in res.stderr
     cluster.dora("stop", "rec")
-    info = cluster.dora("info", str(out)).stdout
-    assert "talker/out" in info
+    import dora_replay
+
+    full = dora_replay.open(out).channels["talker/out"].message_count
+    attached = dora_replay.open(late).channels["talker/out"].message_count
+    # the late recorder saw every message from its attachment on, and nothing before it
+    assert 5 <= attached < full
 
 
 def test_second_coordinator_on_the_same_state_is_refused(cluster: Cluster) -> None:
