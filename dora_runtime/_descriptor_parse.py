@@ -8,8 +8,8 @@ Works on PyYAML's node tree (``compose``) rather than plain data so that every p
 from __future__ import annotations
 
 import difflib
-import re
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
