@@ -5,7 +5,7 @@ proportional law: turn towards the target, drive forward until 0.5 m away, slowe
 target is off to the side; stand still when there is no target. Output ``cmd_vel``: a
 one-row StructArray ``linear`` (m/s), ``angular`` (rad/s), float64, metadata ``frame``.
 Once per second of camera time (every 30th frame) it prints the command, e.g.
-``controller: t=1.00s cmd linear=0.42 angular=-0.13 (target red)``; ``t`` is the frame index
+``t=1.00s cmd linear=0.48 angular=-0.12 (target red, 1.70 m)``; ``t`` is the frame index
 over 30 Hz, never the wall clock, so the output replays identically.
 """
 
@@ -52,7 +52,7 @@ def main() -> None:
         if frame % PRINT_EVERY == 0:
             t = frame / CAMERA_HZ
             print(
-                f"controller: t={t:.2f}s cmd linear={linear:.2f} angular={angular:+.2f}"
+                f"t={t:.2f}s cmd linear={linear:.2f} angular={angular:+.2f}"
                 f" (target {label}, {distance:.2f} m)",
                 flush=True,
             )
