@@ -51,12 +51,11 @@ class ChannelItem(_DoraItem):
         self.add_marker(MARKER)
 
     def runtest(self) -> None:
-        props = DoraSession.of(self.config).check(self.path, self.channel)
-        self.user_properties.extend(props)
+        DoraSession.of(self.config).check(self.path, self.channel, self.user_properties)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        rel = DoraSession.of(self.config).rel(self.path)
-        return self.path, None, f"{rel}::{self.channel}"
+        # not "rel::channel": pytest -v would turn the dots of a suffix of the node id into "::"
+        return self.path, None, f"{self.channel} in {DoraSession.of(self.config).rel(self.path)}"
 
 
 class MissingGoldenItem(_DoraItem):

@@ -103,14 +103,13 @@ class DoraSession:
 
     # -- running -------------------------------------------------------------------------
 
-    def check(self, path: Path, channel: str) -> list[tuple[str, str]]:
+    def check(self, path: Path, channel: str, props: list[tuple[str, object]]) -> None:
         """Run (or reuse) the replay of ``path`` and check ``channel``.
 
-        Returns user properties to attach to the report; raises :class:`ChannelMismatch`,
-        :class:`ReplayCrashed` or :class:`GoldenMissing`.
+        Appends to ``props`` (the item's user properties) what the run summary needs: golden
+        updates, written plots. Raises :class:`ChannelMismatch` or :class:`ReplayCrashed`.
         """
         outcome = self._outcome(path)
-        props: list[tuple[str, str]] = []
         if outcome.updated:
             props.append((UPDATE_PROPERTY, outcome.updated))
             outcome.updated = None  # reported once, by the first item that saw it
@@ -121,7 +120,7 @@ class DoraSession:
             self._keep_logs = True
             raise ReplayCrashed(self.rel(path), RuntimeError(crashed), outcome.log_dir)
         if self.update_golden:
-            return props
+            return
         mismatch = ChannelMismatch.from_result(
             self, path, channel, outcome.result, outcome.dataflow
         )
@@ -134,7 +133,6 @@ class DoraSession:
                 mismatch.report_path = written
                 props.append((REPORT_PROPERTY, str(written)))
             raise mismatch
-        return props
 
     def _outcome(self, path: Path) -> _Outcome:
         path = path.resolve()

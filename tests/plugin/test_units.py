@@ -113,9 +113,7 @@ def test_report_plots_numeric_signals(tmp_path: Path) -> None:
     struct = pa.struct([("linear", pa.float64()), ("angular", pa.float64())])
     recorded = _msgs([pa.array([{"linear": 0.5, "angular": i / 10}], struct) for i in range(5)])
     replayed = _msgs([pa.array([{"linear": 0.5, "angular": i / 9}], struct) for i in range(5)])
-    result = SimpleNamespace(
-        recorded={"ctl/cmd": recorded}, replayed={"ctl/cmd": replayed}
-    )
+    result = SimpleNamespace(recorded={"ctl/cmd": recorded}, replayed={"ctl/cmd": replayed})
     out = _report.write_channel_report(tmp_path / "r", Path("g/run1.dora"), "ctl/cmd", result)
     assert out.name == "run1__ctl__cmd.html"
     page = out.read_text()
