@@ -195,24 +195,22 @@ class DoraSession:
         return dora_replay
 
     def replay(self, path: str | os.PathLike[str], **kwargs: Any) -> _Outcome:
-        """One replay with the configured defaults (``kwargs`` win); under
-        ``--dora-update-golden`` a differing golden is rewritten."""
+        """One replay with the configured defaults (``kwargs`` that are not ``None`` win).
+
+        Under ``--dora-update-golden`` a differing golden is rewritten and replayed again, so
+        the result handed to the test is the one of the new golden.
+        """
         target = self.resolve_recording(path)
-        defaults = {
-            "speed": self.settings.speed,
-            "replace": dict(self.settings.replace) or None,
-            "tolerances": self.settings.tolerances_for_replay(),
-            "timeout_s": self.settings.timeout_s,
-        }
-        for key, value in defaults.items():
-            if kwargs.get(key) is None:
-                kwargs[key] = value
+        overrides = {k: v for k, v in kwargs.items() if v is not None}
         with self._golden_lock(target):
-            outcome = self._replay(target, **kwargs)
+            outcome = self._replay(target, **overrides)
             if outcome.error is not None:
                 raise ReplayCrashed(self.rel(target), outcome.error, outcome.log_dir)
             if self.update_golden:
-                outcome.updated = self._update(target, outcome.result)
+                updated = self._update(target, outcome.result, only_selected=False)
+                if updated:
+                    outcome = self._replay(target, **overrides)
+                    outcome.updated = updated
         return outcome
 
     def resolve_recording(self, path: str | os.PathLike[str]) -> Path:
@@ -275,10 +273,11 @@ class DoraSession:
             self.settings.record_duration,
         ]
 
-    def _update(self, path: Path, result: Any) -> str | None:
-        """Rewrite the differing (and selected) channels of ``path`` from ``result``; returns
-        one line saying what changed, ``None`` when nothing differed."""
-        selected = self.selected.get(path.resolve())
+    def _update(self, path: Path, result: Any, only_selected: bool = True) -> str | None:
+        """Rewrite the differing channels of ``path`` from ``result`` (with ``only_selected``,
+        those whose items survived ``-k``); returns one line saying what changed, ``None``
+        when nothing differed."""
+        selected = self.selected.get(path.resolve()) if only_selected else None
         differing = [
             name
             for name, ch in result.comparison.channels.items()

@@ -17,6 +17,10 @@ from pathlib import Path
 
 import pytest
 
+# Import the heavy modules once here: pytester's inline runs drop modules they imported, and
+# numpy cannot be imported twice in one process.
+import dora_replay.replay  # noqa: F401
+
 FLOW = Path(__file__).resolve().parent / "flow"
 RECORD_S = "1s"
 
