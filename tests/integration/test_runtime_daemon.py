@@ -270,7 +270,7 @@ nodes:
     proc.send_signal(signal.SIGINT)
     r = dora.wait(proc, timeout=20)
     took = time.monotonic() - t0
-    assert 0.9 <= took < 5, (took, r.output)
+    assert 0.9 <= took < 12, (took, r.output)  # 1 s of grace, then the kill (slack for load)
     assert "node `stubborn` did not stop within 1 s; killed" in r.stdout, r.output
     assert _types(r.result("collect"))[-1] == "STOP"  # the polite one stopped by itself
     assert r.returncode == 1
@@ -339,6 +339,6 @@ nodes:
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     r = dora.wait(proc, timeout=20)
-    assert time.monotonic() - t0 < 5, r.output
+    assert time.monotonic() - t0 < 10, r.output  # not the 60 s grace
     assert "second interrupt: killing every node now" in r.stdout
     assert r.returncode == 1
