@@ -259,3 +259,10 @@ def test_xdist_update_reports_changes_from_workers(project) -> None:
     out = result.stdout.str()
     assert out.count("golden/run.dora: rewrote") == 1, out  # one rewrite, under the file lock
     project.run("--dora-replay", "golden/").assert_outcomes(passed=2)
+
+
+@pytest.mark.slow
+def test_a_recording_given_directly_and_the_marker(project) -> None:
+    project.run("golden/run.dora::total/sum", "-v").assert_outcomes(passed=1)
+    result = project.run("--dora-replay", "golden/", "-m", "not dora")
+    result.assert_outcomes(deselected=2)

@@ -133,3 +133,18 @@ def test_report_signal_extraction() -> None:
     assert _report.first_difference([1.0, 2.0], [1.0, 2.5]) == 1
     assert _report.first_difference([1.0], [1.0, 2.0]) == 1
     assert _report.first_difference([1.0, None], [1.0]) is None
+
+
+def test_public_surface() -> None:
+    import pytest_dora
+
+    assert sorted(pytest_dora.__all__) == [
+        "ChannelMismatch",
+        "DoraConfig",
+        "DoraItemError",
+        "GoldenMissing",
+        "ReplayCrashed",
+        "RunningDataflow",
+    ]
+    for name in pytest_dora.__all__:
+        assert getattr(pytest_dora, name).__module__.startswith("pytest_dora._")
