@@ -3,16 +3,10 @@ updates and what to print at the end. The hooks in :mod:`pytest_dora.plugin` onl
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +15,7 @@ import pytest
 
 from pytest_dora import _config, _paths
 from pytest_dora._failure import ChannelMismatch, GoldenMissing, ReplayCrashed
+from pytest_dora._golden import GoldenFiles
 
 SESSION_KEY = pytest.StashKey["DoraSession"]()
 UPDATE_PROPERTY = "dora_golden_update"  #: user_properties key that carries a golden change
@@ -46,6 +41,7 @@ class DoraSession:
         self.pytest_config = config
         self.settings = _config.load(config)
         self.update_golden: bool = config.getoption("dora_update_golden")
+        self.golden = GoldenFiles(self.settings, self.update_golden)
         report = config.getoption("dora_report")
         self.report_dir: Path | None = Path(report).resolve() if report else None
         self.selection = _paths.expand(config.getoption("dora_replay") or [], config.rootpath)
@@ -139,10 +135,10 @@ class DoraSession:
         if path in self._outcomes:
             self._outcomes.move_to_end(path)
             return self._outcomes[path]
-        with self._golden_lock(path):
+        with self.golden.lock(path):
             outcome = self._replay(path)
             if self.update_golden and outcome.error is None:
-                outcome.updated = self._update(path, outcome.result)
+                outcome.updated = self.golden.rewrite(path, outcome.result, self.selected.get(path))
         self._outcomes[path] = outcome
         while len(self._outcomes) > _CACHE_SIZE:
             self._outcomes.popitem(last=False)
@@ -187,9 +183,11 @@ class DoraSession:
         """The callable behind the ``dora_replay`` fixture for the test ``node``."""
 
         def dora_replay(path: str | os.PathLike[str], **kwargs: Any) -> Any:
+            made = len(self.updates)
             outcome = self.replay(path, **kwargs)
-            if outcome.updated:
-                node.user_properties.append((UPDATE_PROPERTY, outcome.updated))
+            # through the report, so an xdist controller prints them too
+            news = self.updates[made:] + ([outcome.updated] if outcome.updated else [])
+            node.user_properties.extend((UPDATE_PROPERTY, line) for line in news)
             return outcome.result
 
         return dora_replay
@@ -202,12 +200,12 @@ class DoraSession:
         """
         target = self.resolve_recording(path)
         overrides = {k: v for k, v in kwargs.items() if v is not None}
-        with self._golden_lock(target):
+        with self.golden.lock(target):
             outcome = self._replay(target, **overrides)
             if outcome.error is not None:
                 raise ReplayCrashed(self.rel(target), outcome.error, outcome.log_dir)
             if self.update_golden:
-                updated = self._update(target, outcome.result, only_selected=False)
+                updated = self.golden.rewrite(target, outcome.result)
                 if updated:
                     outcome = self._replay(target, **overrides)
                     outcome.updated = updated
@@ -233,85 +231,24 @@ class DoraSession:
     # -- golden files --------------------------------------------------------------------
 
     def make_golden(self, target: Path) -> str:
-        """Record a new golden with ``dora record`` from the configured dataflow, then rewrite
-        its expected outputs from a replay so they are what lockstep replay produces."""
-        with self._golden_lock(target):
+        """Record a missing golden with ``dora record`` from the configured dataflow; then
+        replay it once and rewrite outputs that lockstep replay computes differently."""
+        with self.golden.lock(target):
             if target.exists():
                 return f"{self.rel(target)}: made by another worker"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            cmd = self.record_command(target)
-            proc = subprocess.run(
-                [sys.executable, "-m", "dora_cli.main", *cmd[1:]],
-                cwd=self.settings.root,
-                capture_output=True,
-                text=True,
-                start_new_session=True,
-                timeout=600,
-            )
-            if proc.returncode != 0 or not target.exists():
-                tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
-                raise ReplayCrashed(self.rel(target), RuntimeError(f"`{' '.join(cmd)}`:\n{tail}"))
+            try:
+                command = self.golden.record(target)
+            except RuntimeError as e:
+                raise ReplayCrashed(self.rel(target), e) from None
             outcome = self._replay(target)
-            note = ""
-            if outcome.error is None:
-                changed = self._update(target, outcome.result)
-                note = f"; {changed}" if changed else ""
-            line = f"{self.rel(target)}: created with `{' '.join(cmd)}`{note}"
+            changed = self.golden.rewrite(target, outcome.result) if outcome.result else None
+            line = f"{self.rel(target)}: created with `{command}`"
+            line += f"; {changed}" if changed else ""
             self.updates.append(line)
             return line
 
     def record_command(self, target: Path) -> list[str]:
-        """The ``dora record`` command that makes ``target`` (placeholder without a dataflow)."""
-        dataflow = self.rel(self.settings.dataflow) if self.settings.dataflow else "<dataflow.yml>"
-        return [
-            "dora",
-            "record",
-            dataflow,
-            "-o",
-            self.rel(target),
-            "--stop-after",
-            self.settings.record_duration,
-        ]
-
-    def _update(self, path: Path, result: Any, only_selected: bool = True) -> str | None:
-        """Rewrite the differing channels of ``path`` from ``result`` (with ``only_selected``,
-        those whose items survived ``-k``); returns one line saying what changed, ``None``
-        when nothing differed."""
-        selected = self.selected.get(path.resolve()) if only_selected else None
-        differing = [
-            name
-            for name, ch in result.comparison.channels.items()
-            if not ch.ok and (selected is None or name in selected)
-        ]
-        if not differing:
-            return None
-        from dora_replay.golden import update_golden
-
-        update = update_golden(path, result, channels=differing)
-        parts = []
-        for name in differing:
-            ch = result.comparison.channels[name]
-            old, new = update.rewritten.get(name, (ch.recorded_count, ch.replayed_count))
-            err = f", max abs error was {ch.max_abs:.3g}" if ch.max_abs else ""
-            parts.append(
-                f"{name} ({len(ch.differences)} of {old} message(s) changed, now {new}{err})"
-            )
-        return f"{self.rel(path)}: rewrote " + "; ".join(parts)
-
-    @contextlib.contextmanager
-    def _golden_lock(self, path: Path) -> Iterator[None]:
-        """Serialise golden rewrites of one file across xdist workers (no-op otherwise)."""
-        if not self.update_golden:
-            yield
-            return
-        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
-        lock = Path(tempfile.gettempdir()) / f"pytest-dora-{digest}.lock"
-        with lock.open("w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        return self.golden.record_command(target)
 
     # -- end of the run ------------------------------------------------------------------
 

@@ -1,0 +1,92 @@
+"""Golden files: rewriting their expected outputs, making missing ones, and the file lock that
+keeps xdist workers from rewriting one golden at the same time."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pytest_dora._config import DoraConfig
+
+
+class GoldenFiles:
+    """What ``--dora-update-golden`` does to files; ``enabled`` is that flag."""
+
+    def __init__(self, settings: DoraConfig, enabled: bool) -> None:
+        self.settings = settings
+        self.enabled = enabled
+
+    def record_command(self, target: Path) -> list[str]:
+        """The ``dora record`` command that makes ``target`` (placeholder without a dataflow)."""
+        s = self.settings
+        dataflow = s.relative(s.dataflow) if s.dataflow else "<dataflow.yml>"
+        return ["dora", "record", dataflow, "-o", s.relative(target)] + [
+            "--stop-after",
+            s.record_duration,
+        ]
+
+    def record(self, target: Path) -> str:
+        """Run :meth:`record_command` (from the project root); returns the command line.
+
+        Raises ``RuntimeError`` with the last lines ``dora record`` printed when it fails.
+        """
+        cmd = self.record_command(target)
+        line = " ".join(shlex.quote(c) for c in cmd)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "dora_cli.main", *cmd[1:]],
+            cwd=self.settings.root,
+            capture_output=True,
+            text=True,
+            start_new_session=True,
+            timeout=600,
+        )
+        if proc.returncode != 0 or not target.exists():
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+            raise RuntimeError(f"`{line}` failed:\n{tail}")
+        return line
+
+    def rewrite(self, path: Path, result: Any, only: set[str] | None = None) -> str | None:
+        """Rewrite the channels of ``path`` that differ in ``result`` (those in ``only``, when
+        given) with the replayed messages. Returns one line saying what changed, ``None`` when
+        nothing differed (then the file is not touched)."""
+        channels = result.comparison.channels
+        differing = [n for n, ch in channels.items() if not ch.ok and (only is None or n in only)]
+        if not differing:
+            return None
+        from dora_replay.golden import update_golden
+
+        update = update_golden(path, result, channels=differing)
+        parts = []
+        for name in differing:
+            ch = channels[name]
+            old, new = update.rewritten.get(name, (ch.recorded_count, ch.replayed_count))
+            err = f", max abs error was {ch.max_abs:.3g}" if ch.max_abs else ""
+            parts.append(
+                f"{name} ({len(ch.differences)} of {old} message(s) changed, now {new}{err})"
+            )
+        return f"{self.settings.relative(path)}: rewrote " + "; ".join(parts)
+
+    @contextlib.contextmanager
+    def lock(self, path: Path) -> Iterator[None]:
+        """Hold an exclusive lock on ``path`` while updating (a no-op without the flag): one
+        xdist worker rewrites a golden, the others wait and then replay the new file."""
+        if not self.enabled:
+            yield
+            return
+        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+        lock = Path(tempfile.gettempdir()) / f"pytest-dora-{digest}.lock"
+        with lock.open("w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
