@@ -24,7 +24,8 @@ class Selection:
 
 def expand(args: list[str], root: Path) -> Selection:
     """Files, folders (every ``*.dora`` below them) and globs (``**`` allowed), relative to
-    ``root``. A split recording's extra parts are not separate recordings."""
+    ``root`` (pytest's invocation folder). A split recording's later parts are read with its
+    first part, so they are not recordings of their own."""
     sel = Selection()
     found: dict[Path, None] = {}
     for arg in args:

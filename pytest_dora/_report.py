@@ -136,6 +136,10 @@ def _panel(name: str, rec: list[float | None], rep: list[float | None], n: int) 
         ("replayed", rep, ' stroke-dasharray="4 3"'),
     ):
         for run in _runs(series):
+            if len(run) == 1:  # a lone value has no line to draw: mark it
+                x, y = xy(*run[0]).split(",")
+                parts.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{_COLORS[label]}"/>')
+                continue
             points = " ".join(xy(i, v) for i, v in run)
             parts.append(
                 f'<polyline fill="none" stroke="{_COLORS[label]}" stroke-width="1.5"{dash} '

@@ -44,7 +44,9 @@ class DoraSession:
         self.golden = GoldenFiles(self.settings, self.update_golden)
         report = config.getoption("dora_report")
         self.report_dir: Path | None = Path(report).resolve() if report else None
-        self.selection = _paths.expand(config.getoption("dora_replay") or [], config.rootpath)
+        self.selection = _paths.expand(
+            config.getoption("dora_replay") or [], config.invocation_params.dir
+        )
         self.updates: list[str] = []
         #: per recording, the channels selected to run (after -k/-m); unknown = all
         self.selected: dict[Path, set[str]] = {}
