@@ -367,6 +367,10 @@ class EventStream:
         if input_id in self._open_inputs:
             self._open_inputs.discard(input_id)
             self._push_special("INPUT_CLOSED", input_id)
+            if not self._open_inputs and not self._stopped:
+                # As dora-rs: a STOP with this id, then the end of the stream.
+                self._stopped = True
+                self._push_special("STOP", "ALL_INPUTS_CLOSED")
 
     def _read_control(self) -> None:
         try:

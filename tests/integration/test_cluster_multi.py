@@ -50,10 +50,10 @@ def _check_cross(c: Cluster) -> None:
     sink = c.result("collect")
     values = [e[2] for e in sink["events"] if e[0] == "INPUT"]
     assert values == list(range(30)), "every message, large (shm) and small, in order"
-    assert sink["events"][-1][0] == "INPUT_CLOSED"
+    assert [e[0] for e in sink["events"][-2:]] == ["INPUT_CLOSED", "STOP"]
     back = c.result("back")
     assert [e[2] for e in back["events"] if e[0] == "INPUT"] == [1, 2, 3, 4, 5]
-    assert back["events"][-1][0] == "INPUT_CLOSED"
+    assert [e[0] for e in back["events"][-2:]] == ["INPUT_CLOSED", "STOP"]
     sender = c.result("send_seq")
     assert sender["created"] <= 2, "the bridge releases shared memory at once"
 
@@ -98,7 +98,7 @@ nodes:
     row = cluster.wait_status("early", "failed", timeout_s=20)
     assert "dies" in row["reason"]
     events = cluster.result("collect")["events"]
-    assert [e[:2] for e in events] == [["INPUT_CLOSED", "x"]]
+    assert [e[:2] for e in events] == [["INPUT_CLOSED", "x"], ["STOP", "ALL_INPUTS_CLOSED"]]
 
 
 def _sh(*cmd: str) -> subprocess.CompletedProcess[str]:

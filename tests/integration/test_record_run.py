@@ -156,7 +156,8 @@ def test_kill_9_of_whole_run_keeps_flushed_chunks(tmp_path: Path, env: dict[str,
     )
     try:
         deadline = time.monotonic() + 30
-        while len(_sent(tmp_path / "sent.jsonl")) if (tmp_path / "sent.jsonl").exists() else 0 < 1:
+        log = tmp_path / "sent.jsonl"
+        while not (log.exists() and _sent(log)):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         time.sleep(2.0 + (os.getpid() % 10) / 10)  # a moment that varies from run to run

@@ -211,6 +211,7 @@ nodes:
         ("INPUT", "b", 0),
         ("INPUT", "b", 1),
         ("INPUT_CLOSED", "b", None),
+        ("STOP", "ALL_INPUTS_CLOSED", None),  # as dora-rs: STOP with this id, then the end
     ]
     closed_a = res["events"][2][3]
     first_b = res["events"][3][3]
@@ -320,7 +321,7 @@ nodes:
     after_crash = [e for e in survivor["events"] if e[0] == "INPUT" and e[3] > crashed_at + 0.3]
     assert len(after_crash) > 5
     downstream = r.result("downstream")
-    assert _types(downstream) == ["INPUT", "INPUT", "INPUT", "INPUT_CLOSED"]
+    assert _types(downstream) == ["INPUT", "INPUT", "INPUT", "INPUT_CLOSED", "STOP"]
 
 
 def test_second_sigint_kills_at_once(dora: DoraRunner) -> None:

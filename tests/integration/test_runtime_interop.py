@@ -78,4 +78,5 @@ nodes:
     inputs = [e for e in events if e[0] == "INPUT"]
     assert [e[2] for e in inputs] == list(range(20))
     assert [e[4] for e in inputs] == [{"i": i} for i in range(20)]  # metadata passed back
-    assert events[-1][:2] == ["INPUT_CLOSED", "echoed"]
+    assert events[-2][:2] == ["INPUT_CLOSED", "echoed"]
+    assert events[-1][:2] == ["STOP", "ALL_INPUTS_CLOSED"]

@@ -72,7 +72,9 @@ def test_events_are_dicts_with_type_id_kind_value_metadata(types_result: dict) -
     for e in inputs:
         assert {"type", "id", "kind", "value", "metadata"} <= set(e["keys"])
         assert e["id"] == "data" and e["kind"] == "dora"
-    assert events[-1]["type"] == "INPUT_CLOSED" and events[-1]["id"] == "data"
+    assert events[-2]["type"] == "INPUT_CLOSED" and events[-2]["id"] == "data"
+    # then, as dora-rs does, STOP with id ALL_INPUTS_CLOSED ends the stream
+    assert (events[-1]["type"], events[-1]["id"]) == ("STOP", "ALL_INPUTS_CLOSED")
 
 
 def test_metadata_round_trips_with_a_utc_timestamp(types_result: dict) -> None:
@@ -138,8 +140,9 @@ def test_recv_async_does_not_block_the_event_loop(api: dict) -> None:
     assert api["loop_ticks"] >= 5  # the loop kept running while recv_async waited
 
 
-def test_stream_ends_with_input_closed_then_none(api: dict) -> None:
+def test_stream_ends_with_input_closed_stop_then_none(api: dict) -> None:
     assert api["closed"] == {"type": "INPUT_CLOSED", "id": "data", "kind": "dora"}
+    assert api["all_closed"] == {"type": "STOP", "id": "ALL_INPUTS_CLOSED", "kind": "dora"}
     assert api["end"] is None
     assert api["after_end"] is None
 
@@ -187,7 +190,7 @@ nodes:
     assert sorted(both) == list(range(300))  # none lost, none twice
     assert res["got"]["a"] == sorted(res["got"]["a"])
     assert res["got"]["b"] == sorted(res["got"]["b"])
-    assert res["other"]["a"] + res["other"]["b"] == ["INPUT_CLOSED"]
+    assert sorted(res["other"]["a"] + res["other"]["b"]) == ["INPUT_CLOSED", "STOP"]
 
 
 def test_service_request_id_round_trip(dora: DoraRunner) -> None:
@@ -237,4 +240,4 @@ nodes:
     assert r.returncode == 0, r.output
     events = r.result("collect")["events"]
     assert [e[2] for e in events if e[0] == "INPUT"] == list(range(500))
-    assert events[-1][0] == "INPUT_CLOSED"
+    assert [e[0] for e in events[-2:]] == ["INPUT_CLOSED", "STOP"]

@@ -127,7 +127,7 @@ nodes:
     # What was sent before the kill still arrives (the segments outlive their sender).
     events = r.result("collect")["events"]
     assert [e[2] for e in events if e[0] == "INPUT"] == list(range(5))
-    assert events[-1][0] == "INPUT_CLOSED"
+    assert [e[0] for e in events[-2:]] == ["INPUT_CLOSED", "STOP"]
     assert _existing(r.result("send_seq")["segments"]) == []
 
 

@@ -81,6 +81,7 @@ except Exception as e:  # noqa: BLE001 - we record whatever it raised
 
 signal_file("finish")
 r["closed"] = summary(node.next(timeout=5))
+r["all_closed"] = summary(node.next(timeout=5))
 r["end"] = summary(node.next(timeout=5))
 r["after_end"] = summary(node.next(timeout=0.2))
 save("api_probe", r)
