@@ -31,11 +31,19 @@ def _dataflow(tmp: Path, env: dict[str, str]) -> Path:
 
     spec = {
         "nodes": [
-            {"id": "sender", "path": str(NODES / "sender.py"), "outputs": ["data", "done"], "env": env},
+            {
+                "id": "sender",
+                "path": str(NODES / "sender.py"),
+                "outputs": ["data", "done"],
+                "env": env,
+            },
             {
                 "id": "receiver",
                 "path": str(NODES / "receiver.py"),
-                "inputs": {"data": {"source": "sender/data", "queue_size": 100}, "done": "sender/done"},
+                "inputs": {
+                    "data": {"source": "sender/data", "queue_size": 100},
+                    "done": "sender/done",
+                },
                 "env": env,
             },
         ]
@@ -46,9 +54,17 @@ def _dataflow(tmp: Path, env: dict[str, str]) -> Path:
 
 
 def _run(tmp: Path, env: dict[str, str], record: Path | None, timeout_s: float) -> dict:
-    env = dict(env, BENCH_RESULT=str(tmp / "result.json"), BENCH_SENDER_RESULT=str(tmp / "counts.json"))
+    env = dict(
+        env, BENCH_RESULT=str(tmp / "result.json"), BENCH_SENDER_RESULT=str(tmp / "counts.json")
+    )
     df = _dataflow(tmp, env)
-    cmd = [str(Path(sys.executable).parent / "dora"), "run", str(df), "--log-dir", str(tmp / "logs")]
+    cmd = [
+        str(Path(sys.executable).parent / "dora"),
+        "run",
+        str(df),
+        "--log-dir",
+        str(tmp / "logs"),
+    ]
     if record is not None:
         cmd += ["--record", str(record)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)

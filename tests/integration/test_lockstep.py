@@ -76,14 +76,14 @@ def _write(tmp_path: Path) -> Path:
                 outputs: [out]
               - id: slow
                 path: slow.py
-                env: {{OUT: "{tmp_path / 'slow.json'}"}}
+                env: {{OUT: "{tmp_path / "slow.json"}"}}
                 inputs:
                   a: {{source: even/out, queue_size: 1}}
                   b: {{source: odd/out, queue_size: 1}}
                 outputs: [doubled]
               - id: sink
                 path: sink.py
-                env: {{OUT: "{tmp_path / 'sink.json'}"}}
+                env: {{OUT: "{tmp_path / "sink.json"}"}}
                 inputs:
                   d: {{source: slow/doubled, queue_size: 1}}
             """
@@ -114,7 +114,10 @@ def test_lockstep_delivers_in_global_order_without_drops(tmp_path: Path) -> None
 def test_without_lockstep_the_same_flow_drops(tmp_path: Path) -> None:
     df = _write(tmp_path)
     result = run_dataflow(
-        load_descriptor(df), log_dir=tmp_path / "logs", printer=lambda *_: None, handle_signals=False
+        load_descriptor(df),
+        log_dir=tmp_path / "logs",
+        printer=lambda *_: None,
+        handle_signals=False,
     )
     assert result.ok, result.failures
     seen = json.loads((tmp_path / "slow.json").read_text())

@@ -125,8 +125,17 @@ def test_record_topics_selects_channels(tmp_path: Path, env: dict[str, str]) -> 
     df = _dataflow(tmp_path)
     out = tmp_path / "sel.dora"
     r = _dora(
-        "record", str(df), "-o", str(out), "--topics", "sender/small",
-        "--stop-after", "1", "--meta", "robot=r2", env=env,
+        "record",
+        str(df),
+        "-o",
+        str(out),
+        "--topics",
+        "sender/small",
+        "--stop-after",
+        "1",
+        "--meta",
+        "robot=r2",
+        env=env,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     rec = dora_replay.open(out)

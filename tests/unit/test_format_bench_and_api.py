@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import types
-
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import dora_replay
