@@ -132,7 +132,10 @@ def info(
     for p in rec.problems:
         console.print(f"[red]lost:[/] {p}")
     if rec.problems:
-        console.print(f"[red]{rec.lost_messages} message(s) lost[/]; `dora record repair` rewrites")
+        console.print(
+            f"[red]{rec.lost_messages} message(s) lost[/]; `dora record repair` rewrites the "
+            "file with a fresh index and keeps everything readable"
+        )
 
 
 def export(
@@ -152,6 +155,25 @@ def export(
 
             files = export_parquet(path, output, progress)
             typer.echo(f"wrote {len(files)} Parquet file(s) under {output}")
+    _warn_losses(path)
+
+
+def _warn_losses(path: Path) -> None:
+    """A damaged source exports what is readable; say what was not."""
+    import dora_replay
+
+    rec = dora_replay.open(path)
+    try:
+        if rec.problems:
+            typer.secho(
+                f"warning: {path} is damaged: {sum(p.lost_messages or 0 for p in rec.problems)} "
+                "message(s) could not be read "
+                "and are not in the export (`dora info` lists the damage)",
+                fg="yellow",
+                err=True,
+            )
+    finally:
+        rec.close()
 
 
 def import_(

@@ -145,3 +145,14 @@ def test_cli_module_does_not_import_pyarrow() -> None:
     code = "import sys, dora_cli.recording_cmds; print('pyarrow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_export_of_a_damaged_file_warns_what_is_missing(
+    app: typer.Typer, rec: Path, tmp_path: Path
+) -> None:
+    data = rec.read_bytes()
+    cut = tmp_path / "cut.dora"
+    cut.write_bytes(data[: len(data) * 2 // 3])  # the footer and the last chunks are gone
+    r = CliRunner().invoke(app, ["export", str(cut), "-f", "mcap", "-o", str(tmp_path / "c.mcap")])
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.output and "damaged" in r.output and "could not be read" in r.output
