@@ -26,7 +26,7 @@ from dora_runtime import _framing
 from dora_runtime._config import EdgeConfig, InputConfig, NodeConfig
 from dora_runtime._ids import uuid7
 from dora_runtime._shm import unlink_segments
-from dora_runtime._spawn import die_with_parent, kill_group, node_command, node_env
+from dora_runtime._spawn import die_with_parent, kill_group, node_command, node_env, pid_alive
 from dora_runtime.descriptor import Descriptor, NodeSpec
 from dora_runtime.errors import DoraError
 from dora_runtime.tap import TapSpec
@@ -403,6 +403,11 @@ class Daemon:
                         state.registered = True
                         if self._stopping and state.tap is None:
                             self._write(writer, ["STOP", "MANUAL"])
+                        # The EXITED broadcast reached only nodes registered at the time: a
+                        # late one must still close its inputs from nodes that died first.
+                        for gone in self.nodes.values():
+                            if gone.exited and gone is not state:
+                                self._write(writer, ["EXITED", gone.spec.id])
                         self._check_ready()
                     elif frame[0] == "DROPS" and state is not None:
                         state.drops = dict(frame[1])
@@ -624,23 +629,13 @@ def clean_stale_runs(tmp_dir: str | None = None) -> list[str]:
             pid = int(pid_file.read_text().strip())
         except (OSError, ValueError):
             continue
-        if _alive(pid):
+        if pid_alive(pid):
             continue
         short = pid_file.parent.name.split("-")[1]
         removed += unlink_segments(f"dora-{short}-")
         shutil.rmtree(pid_file.parent, ignore_errors=True)
         removed.append(str(pid_file.parent))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_dataflow(
