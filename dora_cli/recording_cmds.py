@@ -101,7 +101,6 @@ def info(
         typer.echo(json.dumps(rec.to_dict(), indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     console.print(f"[bold]{', '.join(rec.paths)}[/bold]  (format v{rec.format_version})")
@@ -117,18 +116,30 @@ def info(
     if rec.metadata:
         console.print("metadata: " + ", ".join(f"{k}={v}" for k, v in rec.metadata.items()))
     console.print("nodes: " + (", ".join(rec.nodes) or "(none)"))
-    table = Table("channel", "messages", "rate Hz", "size", "compressed", "arrow type", "drops")
-    for c in rec.channels:
-        table.add_row(
+    heads = ("channel", "messages", "rate Hz", "size", "compressed", "drops")
+    rows = [
+        (
             c.name,
             str(c.message_count),
             f"{c.rate_hz:.1f}",
             _size(c.data_bytes),
             _size(c.compressed_bytes),
-            " | ".join(c.arrow_types),
             str(c.drops),
         )
-    console.print(table)
+        for c in rec.channels
+    ]
+    # Plain aligned columns, one line per channel: only the Arrow type is cut to the terminal
+    # width (`dora info --json` has it whole).
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(heads)]
+    room = max(12, console.width - sum(w + 2 for w in widths) - 1)
+
+    def line(cells: tuple[str, ...], last: str) -> str:
+        text = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+        return f"{text}  {last if len(last) <= room else last[: room - 1] + '…'}"
+
+    console.print(line(heads, "arrow type"), style="bold", highlight=False, soft_wrap=True)
+    for c, row in zip(rec.channels, rows, strict=True):
+        console.print(line(row, " | ".join(c.arrow_types)), highlight=False, soft_wrap=True)
     for p in rec.problems:
         console.print(f"[red]lost:[/] {p}")
     if rec.problems:
