@@ -1,6 +1,6 @@
 """Recording, replay and comparison for dora-py dataflows."""
 
-from dora_replay._plan import ReplayError
+from dora_replay._plan import ReplayError, compared_channels, find_dataflow
 from dora_replay._reader import Problem
 from dora_replay._recording import ChannelInfo, Message, Recording, open
 from dora_replay._records import FORMAT_VERSION
@@ -36,6 +36,8 @@ __all__ = [
     "ToleranceError",
     "Tolerances",
     "compare_recordings",
+    "compared_channels",
+    "find_dataflow",
     "load_tolerances",
     "replay",
     "update_golden",

@@ -8,6 +8,7 @@ its ``path`` becomes the feeder script, which sends the node's recorded messages
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -42,31 +43,88 @@ class ReplayPlan:
         return [c for cs in self.fed.values() for c in cs]
 
 
-def load_dataflow(rec: Recording, dataflow: str | Path | None) -> Descriptor:
-    """The dataflow to replay: ``dataflow`` if given, else the one stored in the recording with
-    node paths resolved against the folder of the file it was recorded from."""
+def find_dataflow(recording: Recording | str | os.PathLike[str]) -> Path | None:
+    """The dataflow file ``recording`` was made from, in this checkout.
+
+    The recorded absolute path (``dataflow_path`` in the metadata) when that file exists;
+    else the same file found by ever shorter tails of that path (``/old/x/examples/robot/
+    dataflow.yml`` -> ``x/examples/robot/dataflow.yml`` -> ``examples/robot/dataflow.yml``...),
+    looked up below the current folder, then below each folder above the recording; the
+    longest tail found wins. A bare file name only counts when that file holds the recorded
+    dataflow unchanged. ``None`` when the recording names no file or none is found.
+    """
+    if not isinstance(recording, Recording):
+        from dora_replay._recording import open as open_recording
+
+        with open_recording(recording) as rec:
+            return find_dataflow(rec)
+    rec = recording
+    origin = rec.metadata.get("dataflow_path")
+    if not origin:
+        return None
+    if Path(origin).is_file():
+        return Path(origin)
+    parts = Path(origin).parts[1:] if Path(origin).is_absolute() else Path(origin).parts
+    roots = list(dict.fromkeys([Path.cwd(), *rec.paths[0].resolve().parents]))
+    for i in range(len(parts)):
+        tail = Path(*parts[i:])
+        for root in roots:
+            candidate = root / tail
+            if candidate.is_file() and (len(tail.parts) > 1 or _same_text(candidate, rec)):
+                return candidate.resolve()
+    return None
+
+
+def _same_text(path: Path, rec: Recording) -> bool:
+    try:
+        return path.read_text(encoding="utf-8") == rec.dataflow_yaml
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descriptor, str | None]:
+    """The dataflow to replay and, when it was found elsewhere than recorded, a note saying so.
+
+    ``dataflow`` if given, else the one stored in the recording with node paths resolved
+    against the folder of the file it was recorded from (found by :func:`find_dataflow` when
+    the recording comes from another checkout). Raises :class:`ReplayError` when the stored
+    dataflow cannot be placed.
+    """
     from dora_runtime._descriptor_parse import parse_descriptor
     from dora_runtime.descriptor import load_descriptor
 
     if dataflow is not None:
-        return load_descriptor(dataflow)
+        return load_descriptor(dataflow), None
     text = rec.dataflow_yaml
     if not text.strip():
         raise ReplayError(
             f"{rec.paths[0]} stores no dataflow; pass the dataflow file with --dataflow"
         )
     origin = rec.metadata.get("dataflow_path")
-    if origin:
-        base = Path(origin).parent
-        if not base.is_dir():
-            raise ReplayError(
-                f"{rec.paths[0]} was recorded from {origin}, whose folder no longer exists; "
-                "pass the dataflow file with --dataflow"
-            )
-        path = Path(origin) if Path(origin).is_file() else None
-    else:
-        base, path = rec.paths[0].resolve().parent, None
-    return parse_descriptor(text, base_dir=base, path=path)
+    if not origin:
+        return parse_descriptor(text, base_dir=rec.paths[0].resolve().parent), None
+    found = find_dataflow(rec)
+    if found is not None:
+        note = None
+        if found != Path(origin):
+            note = f"recorded from {origin}, not found here; using {_shown(found)}"
+        return parse_descriptor(text, base_dir=found.parent, path=found), note
+    base = Path(origin).parent
+    if not base.is_dir():
+        raise ReplayError(
+            f"{rec.paths[0]} was recorded from {origin}, whose folder no longer exists, and no "
+            f"file `{Path(origin).name}` with a tail of that path was found below the current "
+            "folder or the recording's folders; pass the dataflow file with --dataflow"
+        )
+    return parse_descriptor(text, base_dir=base), None
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when it is below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _unknown(names: list[str], desc: Descriptor, option: str) -> None:
@@ -80,6 +138,93 @@ def _unknown(names: list[str], desc: Descriptor, option: str) -> None:
 
 def _is_source(node: NodeSpec) -> bool:
     return all(i.is_timer for i in node.inputs.values())
+
+
+def _replayed_nodes(
+    rec: Recording,
+    desc: Descriptor,
+    replay_nodes: list[str] | None,
+    live_nodes: list[str] | None,
+    replace_paths: dict[str, str],
+) -> list[str]:
+    """The nodes fed from the recording, in dataflow order: ``replay_nodes``, and the sensors
+    (fed only by timers or nothing, with a recorded output) not named live, replaced or
+    dynamic. Raises :class:`ReplayError` for unknown nodes or one both replayed and live."""
+    replay_nodes, live_nodes = list(replay_nodes or []), list(live_nodes or [])
+    _unknown(replay_nodes, desc, "--replay-nodes")
+    _unknown(live_nodes, desc, "--live-nodes")
+    _unknown(list(replace_paths), desc, "--replace")
+    both = (set(replay_nodes) & set(live_nodes)) | (set(replay_nodes) & set(replace_paths))
+    if both:
+        raise ReplayError(f"node(s) {', '.join(sorted(both))} cannot be both replayed and live")
+    recorded = set(rec.channels)
+    replayed: list[str] = []
+    for node in desc.nodes:
+        outs = [f"{node.id}/{o}" for o in node.outputs]
+        if node.id in replay_nodes:
+            if not any(c in recorded for c in outs):
+                raise ReplayError(
+                    f"--replay-nodes: node `{node.id}` has no recorded output "
+                    f"(recorded: {', '.join(sorted(recorded)) or 'nothing'})"
+                )
+            replayed.append(node.id)
+        elif node.id in live_nodes or node.id in replace_paths or node.is_dynamic:
+            continue
+        elif _is_source(node) and outs and any(c in recorded for c in outs):
+            replayed.append(node.id)
+    return replayed
+
+
+def _node_graph(rec: Recording) -> Descriptor:
+    """The recording's stored dataflow for classifying nodes only: node files need not exist
+    (every non-dynamic path is read as this Python executable)."""
+    import sys
+
+    import yaml
+
+    from dora_runtime._descriptor_parse import parse_descriptor
+
+    doc = yaml.safe_load(rec.dataflow_yaml or "") or {}
+    if not isinstance(doc, dict) or not doc.get("nodes"):
+        raise ReplayError(f"{rec.paths[0]} stores no dataflow")
+    for node in doc["nodes"]:
+        if isinstance(node, dict) and node.get("path") != "dynamic":
+            node["path"] = sys.executable
+    return parse_descriptor(yaml.safe_dump(doc), base_dir=rec.paths[0].resolve().parent)
+
+
+def compared_channels(
+    recording: Recording | str | os.PathLike[str],
+    *,
+    replace: dict[str, str] | None = None,
+    replay_nodes: list[str] | None = None,
+    live_nodes: list[str] | None = None,
+) -> list[str]:
+    """The channels a replay of ``recording`` compares: the recorded outputs of the nodes that
+    run live (nodes with an input from another node, dynamic and replaced nodes, and
+    ``live_nodes``), in dataflow order, the order of ``ReplayResult.comparison.channels``.
+
+    ``replace``/``replay_nodes``/``live_nodes`` as for :func:`dora_replay.replay` (only the
+    node ids of ``replace`` matter here). Reads the dataflow stored in the recording; no node
+    file needs to exist. Raises :class:`ReplayError` for unknown nodes or a recording without
+    a dataflow.
+    """
+    from dora_replay._recording import open as open_recording
+
+    rec = recording if isinstance(recording, Recording) else open_recording(recording)
+    try:
+        desc = _node_graph(rec)
+        replayed = _replayed_nodes(rec, desc, replay_nodes, live_nodes, dict(replace or {}))
+        return [
+            f"{n.id}/{o}"
+            for n in desc.nodes
+            if n.id not in replayed
+            for o in n.outputs
+            if f"{n.id}/{o}" in rec.channels
+        ]
+    finally:
+        if rec is not recording:
+            rec.close()
 
 
 def make_plan(
@@ -99,29 +244,9 @@ def make_plan(
     Raises :class:`ReplayError` for unknown nodes or a node both replayed and live.
     """
     replace_paths = dict(replace_paths or {})
-    replay_nodes, live_nodes = list(replay_nodes or []), list(live_nodes or [])
-    _unknown(replay_nodes, desc, "--replay-nodes")
-    _unknown(live_nodes, desc, "--live-nodes")
-    _unknown(list(replace_paths), desc, "--replace")
-    both = (set(replay_nodes) & set(live_nodes)) | (set(replay_nodes) & set(replace_paths))
-    if both:
-        raise ReplayError(f"node(s) {', '.join(sorted(both))} cannot be both replayed and live")
+    replayed = _replayed_nodes(rec, desc, replay_nodes, live_nodes, replace_paths)
     recorded = set(rec.channels)
-    replayed: list[str] = []
     warnings: list[str] = []
-    for node in desc.nodes:
-        outs = [f"{node.id}/{o}" for o in node.outputs]
-        if node.id in replay_nodes:
-            if not any(c in recorded for c in outs):
-                raise ReplayError(
-                    f"--replay-nodes: node `{node.id}` has no recorded output "
-                    f"(recorded: {', '.join(sorted(recorded)) or 'nothing'})"
-                )
-            replayed.append(node.id)
-        elif node.id in live_nodes or node.id in replace_paths or node.is_dynamic:
-            continue
-        elif _is_source(node) and outs and any(c in recorded for c in outs):
-            replayed.append(node.id)
     live = [n.id for n in desc.nodes if n.id not in replayed]
     chan_filter = set(channels or [])
     unknown = chan_filter - recorded

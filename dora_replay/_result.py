@@ -47,8 +47,9 @@ class ReplayResult:
     ``comparison``: replayed vs recorded outputs of the live nodes; ``recorded``/``replayed``:
     those outputs per channel (``replayed`` also has the fed channels when ``out`` was given);
     ``failures``: live nodes (or feeders) that failed -> reason with their last log lines;
-    ``warnings``: damaged recording, unrecorded outputs...; ``command``: the ``dora replay``
-    command line that reproduces this replay.
+    ``warnings``: damaged recording, unrecorded outputs...; ``notes``: what was worth saying
+    (which dataflow file was used when the recorded one had moved); ``command``: the ``dora
+    replay`` command line that reproduces this replay.
     """
 
     comparison: Comparison
@@ -66,6 +67,7 @@ class ReplayResult:
     drops: dict[str, int] = field(default_factory=dict)
     timed_out: bool = False
     seq_maps: dict[str, list[int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -78,6 +80,7 @@ class ReplayResult:
             f"live nodes: {', '.join(self.live_nodes) or '(none)'}; "
             f"{self.messages_sent} message(s) sent",
         ]
+        lines += [f"note: {n}" for n in self.notes]
         lines += [f"warning: {w}" for w in self.warnings]
         for node, why in self.failures.items():
             lines.append(f"FAILED: node `{node}` {why}")
@@ -100,6 +103,7 @@ class ReplayResult:
             "messages_sent": self.messages_sent,
             "failures": self.failures,
             "warnings": self.warnings,
+            "notes": self.notes,
             "drops": self.drops,
             "timed_out": self.timed_out,
             "timing": self.timing.__dict__,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dora_replay._recording import Message, Recording
 from dora_replay._recording import open as open_recording
@@ -37,38 +37,60 @@ class GoldenUpdate:
 
 def _replayed_of(
     source: ReplayResult | str | os.PathLike[str],
-) -> tuple[dict[str, list[Message]], dict[str, list[int]]]:
-    """(replayed live outputs per channel, the feeders' sequence maps)."""
+) -> tuple[dict[str, list[Message]], dict[str, list[Message]], dict[str, list[int]]]:
+    """(the live outputs to rewrite, every replayed live output, the feeders' sequence maps)."""
     if isinstance(source, str | os.PathLike):
         from dora_replay.compare import read_channels, seq_maps_of
 
         with open_recording(source) as rec:
             fed = seq_maps_of(rec)
-            return {c: m for c, m in read_channels(rec).items() if c not in fed}, fed
-    return {c: source.replayed.get(c, []) for c in source.comparison.channels}, source.seq_maps
+            live = {c: m for c, m in read_channels(rec).items() if c not in fed}
+            return live, live, fed
+    fed = source.seq_maps
+    live = {c: m for c, m in source.replayed.items() if c not in fed}
+    return {c: live.get(c, []) for c in source.comparison.channels}, live, fed
 
 
 def _retimed(
-    rec: Recording, new: dict[str, list[Message]], seq_maps: dict[str, list[int]]
+    rec: Recording,
+    new: dict[str, list[Message]],
+    replayed: dict[str, list[Message]],
+    seq_maps: dict[str, list[int]],
 ) -> list[Message]:
     """The replayed outputs in the golden's numbering and timeline.
 
-    A cause on a fed channel gets the recorded seq back. Times: an output is placed just after
+    A cause on a fed channel gets the recorded seq back. Times: a replayed output paired with a
+    recorded one (same cause, then same order, as the comparer pairs them) keeps the recorded
+    log and publish times, so rates stay real and a lockstep replay of the updated golden
+    orders its inputs exactly as before. An unpaired output is placed just after its cause:
     the lockstep order key of the recorded input at the root of its cause chain (the recorded
     time of that input's first effect), one ns per hop, so replaying the updated golden in
     lockstep delivers its inputs in the same order as the replay that produced it.
     """
+    from dora_replay._align import Aligner, cause_order, split_cause
+    from dora_replay.compare import read_channels
+
     fed = list(seq_maps)
     root_time: dict[tuple[str, int], int] = {}
     for m in rec.iter_messages([c for c in fed if c in rec.channels]):
         root_time[(m.channel, m.seq)] = m.publish_time_ns
+    recorded = read_channels(rec, [c for c in rec.channels if c not in seq_maps])
     effect: dict[tuple[str, int], int] = {}
-    for m in rec.iter_messages([c for c in rec.channels if c not in seq_maps]):
-        src, sep, seq = (m.cause or "").rpartition("#")
-        key = (src, int(seq)) if sep and seq.isdigit() else None
-        if key is not None and key in root_time:
-            effect[key] = min(effect.get(key, m.publish_time_ns), m.publish_time_ns)
+    for msgs in recorded.values():
+        for m in msgs:
+            key = split_cause(m.cause)
+            if key is not None and key in root_time:
+                effect[key] = min(effect.get(key, m.publish_time_ns), m.publish_time_ns)
     root_time.update({k: t - 1 for k, t in effect.items()})
+    # Pair replayed with recorded outputs, channel by channel in cause order (as the comparer).
+    aligner = Aligner(recorded, replayed, seq_maps, (None, None))
+    paired: dict[tuple[str, int], Message] = {}  # (channel, replayed seq) -> recorded message
+    for channel in cause_order(sorted(set(recorded) | set(replayed)), recorded):
+        rec_msgs, rep_msgs = recorded.get(channel, []), replayed.get(channel, [])
+        for i, j, _cause in aligner.align(channel):
+            if i is not None and j is not None:
+                paired[(channel, rep_msgs[j].seq)] = rec_msgs[i]
+    golden_time = {(c, m.seq): m.publish_time_ns for c, ms in recorded.items() for m in ms}
     merged = sorted((m for msgs in new.values() for m in msgs), key=lambda m: m.log_time_ns)
     time_of: dict[str, int] = {}
     last_of: dict[str, int] = {}
@@ -77,17 +99,44 @@ def _retimed(
     for m in merged:
         src, sep, seq = (m.cause or "").rpartition("#")
         cause = m.cause
-        t = last + 1
         if sep and src in seq_maps and seq.isdigit() and int(seq) < len(seq_maps[src]):
-            rec_seq = seq_maps[src][int(seq)]
-            cause = f"{src}#{rec_seq}"
-            t = root_time.get((src, rec_seq), t) + 1
-        elif m.cause in time_of:
-            t = time_of[m.cause] + 1
-        t = max(t, last_of.get(m.channel, t - 1) + 1)
-        time_of[f"{m.channel}#{m.seq}"] = last_of[m.channel] = last = t
-        out.append(m._replace(cause=cause, log_time_ns=t, publish_time_ns=t))
+            cause = f"{src}#{seq_maps[src][int(seq)]}"
+        match = paired.get((m.channel, m.seq))
+        if match is not None:
+            log_t, pub_t = match.log_time_ns, match.publish_time_ns
+        else:
+            pub_t = _after_cause(m, cause, time_of, root_time, aligner, golden_time, last) + 1
+            pub_t = max(pub_t, last_of.get(m.channel, pub_t - 1) + 1)
+            log_t = pub_t
+        time_of[f"{m.channel}#{m.seq}"] = last_of[m.channel] = pub_t
+        last = max(last, pub_t)
+        out.append(m._replace(cause=cause, log_time_ns=log_t, publish_time_ns=pub_t))
     return out
+
+
+def _after_cause(
+    m: Message,
+    cause: str | None,
+    time_of: dict[str, int],
+    root_time: dict[tuple[str, int], int],
+    aligner: Any,
+    golden_time: dict[tuple[str, int], int],
+    last: int,
+) -> int:
+    """The time an unpaired replayed output follows: its cause's (ns since the epoch)."""
+    from dora_replay._align import split_cause
+
+    key = split_cause(cause)
+    if key is None:
+        return last
+    if cause != m.cause:  # a fed input, translated to the golden's numbering
+        return root_time.get(key, last)
+    if m.cause in time_of:  # a rewritten output, placed before this one
+        return time_of[m.cause]
+    rec_seq = aligner.rep_to_rec.get(key[0], {}).get(key[1])
+    if isinstance(rec_seq, int) and (key[0], rec_seq) in golden_time:  # a kept output
+        return golden_time[(key[0], rec_seq)]
+    return last
 
 
 def update_golden(
@@ -103,7 +152,7 @@ def update_golden(
     ``RecordingError`` when the golden file is a split recording.
     """
     golden = Path(golden_path)
-    new, seq_maps = _replayed_of(replayed)
+    new, replayed_all, seq_maps = _replayed_of(replayed)
     if channels is not None:
         new = {c: new.get(c, []) for c in channels}
     tmp = golden.with_name(f".{golden.name}.update-{os.getpid()}.tmp")
@@ -116,7 +165,9 @@ def update_golden(
         writer = open_writer(tmp, header.dataflow_yaml, dict(header.metadata), compression=codec)
         try:
             kept = [m for m in rec.iter_messages() if m.channel not in new]
-            for m in sorted([*kept, *_retimed(rec, new, seq_maps)], key=lambda m: m.log_time_ns):
+            for m in sorted(
+                [*kept, *_retimed(rec, new, replayed_all, seq_maps)], key=lambda m: m.log_time_ns
+            ):
                 writer.write(
                     m.channel,
                     m.data,

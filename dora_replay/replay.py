@@ -149,7 +149,7 @@ def replay(
     lockstep = speed == 0 or step
     rec = open_recording(path)
     try:
-        desc = load_dataflow(rec, dataflow)
+        desc, dataflow_note = load_dataflow(rec, dataflow)
         plan = make_plan(
             rec,
             desc,
@@ -214,4 +214,5 @@ def replay(
         drops=drops,
         timed_out=timed_out,
         seq_maps=sched.seq_maps,
+        notes=[dataflow_note] if dataflow_note else [],
     )

@@ -29,6 +29,7 @@ KEYS: dict[str, str] = {
     "timeout_s": "give up on one replay after this many seconds",
 }
 TOLERANCE_KEYS = ("atol", "rtol", "ignore_fields", "ignore_metadata")
+MARKER = "dora"  #: on recording items; with keywords, the ``dora_replay`` fixture's defaults
 
 
 @dataclass(slots=True)
@@ -46,10 +47,15 @@ class DoraConfig:
     timeout_s: float | None = None
     source: Path | None = None  #: the pyproject.toml the settings came from, if any
 
-    def tolerances_for_replay(self) -> dict[str, dict[str, Any]] | None:
+    def tolerances_for_replay(
+        self, *overrides: dict[str, dict[str, Any]] | None
+    ) -> dict[str, dict[str, Any]] | None:
         """The tolerances in the shape ``dora_replay`` takes (``default`` + channel tables),
-        with the global ``ignore_metadata`` added to every table; ``None`` when unset."""
-        tables = {("default" if k == "*" else k): dict(v) for k, v in self.tolerances.items()}
+        with the global ``ignore_metadata`` added to every table; ``None`` when unset.
+
+        ``overrides`` (markers, then the fixture's argument) merge over the configured tables
+        in turn, channel by channel and key by key (``*`` is ``default``)."""
+        tables = merge_tolerances(self.tolerances, *overrides)
         if self.ignore_metadata:
             tables.setdefault("default", {})
             for table in tables.values():
@@ -63,6 +69,39 @@ class DoraConfig:
             return str(Path(path).resolve().relative_to(self.root))
         except ValueError:
             return str(path)
+
+
+def merge_tolerances(*layers: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Tolerance tables merged in order: a later table for a channel updates the earlier one
+    key by key; ``*`` and ``default`` are the same table."""
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for channel, table in (layer or {}).items():
+            key = "default" if channel == "*" else channel
+            merged[key] = {**merged.get(key, {}), **dict(table)}
+    return merged
+
+
+def marker_defaults(item: pytest.Item, root: Path) -> dict[str, Any]:
+    """Keyword arguments for the ``dora_replay`` fixture from ``@pytest.mark.dora(...)`` on
+    ``item`` (module, class, function: the closest wins; tolerance tables merge). Relative
+    ``replace`` paths are taken from ``root``. Raises ``pytest.UsageError`` for positional
+    arguments."""
+    out: dict[str, Any] = {}
+    for mark in reversed(list(item.iter_markers(MARKER))):  # farthest first
+        if mark.args:
+            raise pytest.UsageError(
+                f"{item.nodeid}: @pytest.mark.{MARKER}{mark.args!r}: use keywords, e.g. "
+                f"@pytest.mark.{MARKER}(speed=0, replace={{'node': 'new.py'}})"
+            )
+        kwargs = dict(mark.kwargs)
+        if isinstance(kwargs.get("replace"), dict):
+            kwargs["replace"] = {n: str(root / p) for n, p in kwargs["replace"].items()}
+        tols = kwargs.get("tolerances")
+        if isinstance(tols, dict) and isinstance(out.get("tolerances"), dict):
+            kwargs["tolerances"] = merge_tolerances(out["tolerances"], tols)
+        out.update(kwargs)
+    return out
 
 
 def find_pyproject(config: pytest.Config) -> Path | None:

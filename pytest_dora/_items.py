@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
+from pytest_dora._config import MARKER
 from pytest_dora._failure import DoraItemError, GoldenMissing
 from pytest_dora._session import DoraSession
-
-MARKER = "dora"
 
 
 class RecordingFile(pytest.File):

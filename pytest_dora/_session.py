@@ -90,7 +90,10 @@ class DoraSession:
         return path.resolve() in self.selection.recordings
 
     def compared_channels(self, path: Path) -> list[str]:
-        return _paths.compared_channels(path, self.settings.replace)
+        """The channels of ``path`` that become items (sorted): what its replay compares."""
+        import dora_replay
+
+        return sorted(dora_replay.compared_channels(path, replace=self.settings.replace))
 
     def note_selection(self, items: list[pytest.Item]) -> None:
         """Remember which channels of each recording survived ``-k``/``-m``."""
@@ -151,10 +154,13 @@ class DoraSession:
 
         log_dir = Path(tempfile.mkdtemp(prefix="pytest-dora-"))
         self._log_dirs.append(log_dir)
+        tolerances = overrides.pop("tolerances", None)
+        if tolerances is None or isinstance(tolerances, dict):  # else a Tolerances or a file
+            tolerances = self.settings.tolerances_for_replay(tolerances)
         kwargs: dict[str, Any] = {
             "speed": self.settings.speed,
             "replace": dict(self.settings.replace) or None,
-            "tolerances": self.settings.tolerances_for_replay(),
+            "tolerances": tolerances,
             "timeout_s": self.settings.timeout_s,
             "log_dir": log_dir,
             "progress": False,
@@ -170,23 +176,33 @@ class DoraSession:
             return _Outcome(error=e, log_dir=log_dir)
 
     def _dataflow_for(self, path: Path) -> Path | None:
-        """``None`` (use the recorded dataflow) unless its file is not where it was recorded:
-        then the same file in this checkout, else the configured ``dataflow``."""
+        """``None`` (the replay finds the recorded dataflow, also in another checkout) unless
+        the recording names a dataflow file that cannot be found: then the configured one."""
         import dora_replay
 
         with dora_replay.open(path) as rec:
             recorded = rec.metadata.get("dataflow_path")
-        found = _paths.relocate_dataflow(recorded, self.settings.root)
-        if found is None and recorded and not Path(recorded).is_file():
-            found = self.settings.dataflow
-        return found
+            if recorded and dora_replay.find_dataflow(rec) is None:
+                return self.settings.dataflow
+        return None
 
     def replay_fixture(self, node: pytest.Item) -> Any:
-        """The callable behind the ``dora_replay`` fixture for the test ``node``."""
+        """The callable behind the ``dora_replay`` fixture for the test ``node``: defaults from
+        ``@pytest.mark.dora(...)`` on the test, arguments that are not ``None`` win (tolerance
+        tables merge channel by channel)."""
+        defaults = _config.marker_defaults(node, self.settings.root)
 
         def dora_replay(path: str | os.PathLike[str], **kwargs: Any) -> Any:
             made = len(self.updates)
-            outcome = self.replay(path, **kwargs)
+            given = {k: v for k, v in kwargs.items() if v is not None}
+            call = {**defaults, **given}
+            if isinstance(defaults.get("tolerances"), dict) and isinstance(
+                given.get("tolerances"), dict
+            ):
+                call["tolerances"] = _config.merge_tolerances(
+                    defaults["tolerances"], given["tolerances"]
+                )
+            outcome = self.replay(path, **call)
             # through the report, so an xdist controller prints them too
             news = self.updates[made:] + ([outcome.updated] if outcome.updated else [])
             node.user_properties.extend((UPDATE_PROPERTY, line) for line in news)
@@ -195,7 +211,8 @@ class DoraSession:
         return dora_replay
 
     def replay(self, path: str | os.PathLike[str], **kwargs: Any) -> _Outcome:
-        """One replay with the configured defaults (``kwargs`` that are not ``None`` win).
+        """One replay with the configured defaults (``kwargs`` that are not ``None`` win;
+        ``tolerances`` tables merge over the configured ones, channel by channel).
 
         Under ``--dora-update-golden`` a differing golden is rewritten and replayed again, so
         the result handed to the test is the one of the new golden.

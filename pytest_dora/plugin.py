@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from pytest_dora._items import MARKER, RecordingFile, missing_items
+from pytest_dora._config import MARKER
+from pytest_dora._items import RecordingFile, missing_items
 from pytest_dora._session import SESSION_KEY, DoraSession
 
 
@@ -54,7 +55,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", f"{MARKER}: one channel of a recording replayed by dora")
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(speed=None, replace=None, tolerances=None, **replay_kwargs): defaults for the "
+        "dora_replay fixture in this test (over [tool.pytest_dora]; the fixture's arguments win, "
+        "tolerance tables merge per channel). Also on every recording item (-m dora).",
+    )
     session = config.stash[SESSION_KEY] = DoraSession(config)
     config.pluginmanager.register(_ReportListener(session), "dora-report-listener")
     if session.active:

@@ -207,3 +207,27 @@ def test_truncated_recording_replays_what_is_readable(robot: Path, tmp_path: Pat
     assert any("ends inside a chunk" in w for w in result.warnings), result.warnings
     assert "warning: file ends inside a chunk" in result.report()
     assert result.messages_sent > 0 and not result.failures
+
+
+def test_golden_update_keeps_the_recorded_times(robot: Path, tmp_path: Path) -> None:
+    """Rewritten outputs paired with recorded ones keep their recorded log/publish times, also
+    when only one channel is rewritten (its causes then point at a copied channel)."""
+    golden = tmp_path / "golden.dora"
+    shutil.copy(robot, golden)
+    with dora_replay.open(golden) as rec:
+        before = {c: (i.rate_hz, i.first_log_time_ns) for c, i in rec.channels.items()}
+        target_times = [m.log_time_ns for m in rec.iter_messages(["planner/target"])]
+    result = dora_replay.replay(golden, speed=0, log_dir=tmp_path / "l1", tolerances=LOOSE)
+    assert result.ok, result.report()
+    dora_replay.update_golden(golden, result, channels=["planner/target"])
+    with dora_replay.open(golden) as rec:
+        rate = rec.channels["planner/target"].rate_hz
+        assert abs(rate - before["planner/target"][0]) < 0.2 * before["planner/target"][0]
+        assert [m.log_time_ns for m in rec.iter_messages(["planner/target"])] == target_times
+    dora_replay.update_golden(golden, result)
+    with dora_replay.open(golden) as rec:
+        for channel in ("detector/bboxes", "planner/target", "controller/cmd_vel"):
+            rate, old = rec.channels[channel].rate_hz, before[channel][0]
+            assert abs(rate - old) < 0.2 * old, (channel, rate, old)
+    again = dora_replay.replay(golden, speed=0, log_dir=tmp_path / "l2")
+    again.assert_matches()  # the lockstep order of the inputs is the one the update saw

@@ -117,3 +117,63 @@ def test_dora_dataflow_fixture_runs_records_and_always_tears_down(project) -> No
     assert len(pids) >= 4  # dora run and its three nodes
     alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
     assert alive == []
+
+
+MARKER_TESTS = """
+import pytest
+
+pytestmark = pytest.mark.dora(replace={"scale": "scale_v2.py"})
+
+
+def test_module_marker_replaces(dora_replay):
+    result = dora_replay("golden/run.dora")
+    assert result.comparison.channels["scale/scaled"].ok  # rtol 1e-2 configured
+    assert not result.comparison.channels["total/sum"].ok
+    assert "scale_v2.py" in result.command
+
+
+@pytest.mark.dora(speed=2, tolerances={"scale/scaled": {"atol": 1e-9}})
+def test_marker_tolerances_merge_with_config_and_fixture(dora_replay):
+    result = dora_replay("golden/run.dora", tolerances={"total/sum": {"rtol": 0.2}})
+    scaled = result.comparison.channels["scale/scaled"].tolerance
+    assert (scaled.rtol, scaled.atol, scaled.ignore_metadata) == (1e-2, 1e-9, ("debug",))
+    assert result.comparison.channels["total/sum"].tolerance.rtol == 0.2
+    assert "--speed 2" in result.command
+    result.assert_matches()
+
+
+@pytest.mark.dora(tolerances={"scale/scaled": {"rtol": 0.2}})
+def test_fixture_arguments_win(dora_replay):
+    result = dora_replay("golden/run.dora", tolerances={"scale/scaled": {"rtol": 0.0}})
+    assert result.comparison.channels["scale/scaled"].tolerance.rtol == 0.0
+    assert not result.comparison.channels["scale/scaled"].ok
+    assert dora_replay("golden/run.dora", replace={"scale": "flow/scale.py"}).ok
+
+
+def test_configured_tolerances_stay_when_the_fixture_adds_a_channel(dora_replay):
+    result = dora_replay("golden/run.dora", tolerances={"total/sum": {"rtol": 0.2}})
+    assert result.comparison.channels["scale/scaled"].tolerance.rtol == 1e-2
+    result.assert_matches()
+"""
+
+
+@pytest.mark.slow
+def test_dora_marker_sets_the_fixture_defaults(project) -> None:
+    project.scale_v2(3.003)  # 0.1 % off
+    project.pyproject(
+        """
+        [tool.pytest_dora]
+        ignore_metadata = ["debug"]
+
+        [tool.pytest_dora.tolerances."scale/scaled"]
+        rtol = 1e-2
+        """
+    )
+    project.pytester.makepyfile(test_marked=MARKER_TESTS)
+    result = project.run("-v", "--strict-markers")
+    result.assert_outcomes(passed=4)
+
+
+def test_dora_marker_is_registered(project) -> None:
+    result = project.run("--markers")
+    assert "@pytest.mark.dora(speed=None, replace=None, tolerances=None" in result.stdout.str()

@@ -266,3 +266,25 @@ def test_a_recording_given_directly_and_the_marker(project) -> None:
     project.run("golden/run.dora::total/sum", "-v").assert_outcomes(passed=1)
     result = project.run("--dora-replay", "golden/", "-m", "not dora")
     result.assert_outcomes(deselected=2)
+
+
+@pytest.mark.slow
+def test_golden_from_another_checkout(project) -> None:
+    """The recorded dataflow path does not exist here (CI): the replay finds flow/dataflow.yml
+    in the project by the tail of that path."""
+    moved = project.path / "golden" / "moved.dora"
+    with dora_replay.open(project.golden) as rec:
+        meta = dict(rec.metadata, dataflow_path="/gone/checkout/flow/dataflow.yml")
+        with dora_replay.open_writer(moved, rec.dataflow_yaml, meta) as w:
+            for m in rec.iter_messages():
+                w.write(
+                    m.channel,
+                    m.data,
+                    log_time_ns=m.log_time_ns,
+                    publish_time_ns=m.publish_time_ns,
+                    seq=m.seq,
+                    cause=m.cause,
+                    metadata=m.metadata or None,
+                )
+    project.golden.unlink()
+    project.run("--dora-replay", "golden/moved.dora", "-v").assert_outcomes(passed=2)

@@ -82,27 +82,66 @@ def test_expand_files_folders_globs(tmp_path: Path) -> None:
     assert sel.empty == ["g/none*.dora"]
 
 
-def test_live_nodes_rule() -> None:
-    yaml_text = """
+_RULE_YAML = """
 nodes:
   - {id: cam, path: cam.py, inputs: {tick: dora/timer/millis/10}, outputs: [image]}
   - {id: det, path: det.py, inputs: {image: {source: cam/image, queue_size: 1}}, outputs: [b]}
   - {id: gen, path: gen.py, outputs: [x]}
   - {id: ui, path: dynamic, outputs: [y]}
 """
-    assert _paths.live_nodes(yaml_text) == {"det", "ui"}
-    assert _paths.live_nodes(yaml_text, {"cam": "cam2.py"}) == {"cam", "det", "ui"}
 
 
-def test_relocate_dataflow(tmp_path: Path) -> None:
-    (tmp_path / "examples" / "robot").mkdir(parents=True)
-    df = tmp_path / "examples" / "robot" / "dataflow.yml"
-    df.write_text("nodes: []\n")
-    moved = "/elsewhere/checkout/examples/robot/dataflow.yml"
-    assert _paths.relocate_dataflow(moved, tmp_path) == df
-    assert _paths.relocate_dataflow(str(df), tmp_path) is None  # still where it was recorded
-    assert _paths.relocate_dataflow("/elsewhere/other.yml", tmp_path) is None
-    assert _paths.relocate_dataflow(None, tmp_path) is None
+def _recording(path: Path, yaml_text: str, channels: list[str], meta: dict | None = None) -> Path:
+    """A small recording written directly: one message on each of ``channels``."""
+    import dora_replay
+
+    with dora_replay.open_writer(path, yaml_text, meta) as w:
+        for i, ch in enumerate(channels):
+            w.write(ch, pa.array([1.0]), log_time_ns=i + 1, publish_time_ns=i + 1, seq=0)
+    return path
+
+
+def test_compared_channels_is_the_replay_rule(tmp_path: Path) -> None:
+    import dora_replay
+
+    rec = _recording(tmp_path / "r.dora", _RULE_YAML, ["cam/image", "det/b", "gen/x", "ui/y"])
+    assert dora_replay.compared_channels(rec) == ["det/b", "ui/y"]
+    assert dora_replay.compared_channels(rec, replace={"cam": "cam2.py"}) == [
+        "cam/image",
+        "det/b",
+        "ui/y",
+    ]
+    assert dora_replay.compared_channels(rec, live_nodes=["gen"]) == ["det/b", "gen/x", "ui/y"]
+    assert dora_replay.compared_channels(rec, replay_nodes=["det"]) == ["ui/y"]
+    with pytest.raises(dora_replay.ReplayError, match="unknown node"):
+        dora_replay.compared_channels(rec, replace={"nosuch": "x.py"})
+
+
+def test_find_dataflow_by_path_tails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dora_replay
+
+    (tmp_path / "clone" / "examples" / "robot").mkdir(parents=True)
+    (tmp_path / "clone" / "golden").mkdir()
+    df = tmp_path / "clone" / "examples" / "robot" / "dataflow.yml"
+    df.write_text(_RULE_YAML)
+    moved = {"dataflow_path": "/elsewhere/checkout/examples/robot/dataflow.yml"}
+    rec = _recording(tmp_path / "clone" / "golden" / "r.dora", _RULE_YAML, ["det/b"], moved)
+    monkeypatch.chdir(tmp_path)  # not below the clone: found from the recording's folders
+    assert dora_replay.find_dataflow(rec) == df
+    monkeypatch.chdir(tmp_path / "clone")
+    assert dora_replay.find_dataflow(rec) == df
+    here = _recording(tmp_path / "here.dora", _RULE_YAML, ["det/b"], {"dataflow_path": str(df)})
+    assert dora_replay.find_dataflow(here) == df  # still where it was recorded
+    gone = {"dataflow_path": "/elsewhere/other.yml"}
+    assert dora_replay.find_dataflow(_recording(tmp_path / "g.dora", "", [], gone)) is None
+    assert dora_replay.find_dataflow(_recording(tmp_path / "n.dora", "", [])) is None
+    # a bare file name only counts when the file holds the recorded dataflow
+    (tmp_path / "clone" / "dataflow.yml").write_text("nodes: []\n")
+    bare = {"dataflow_path": "/elsewhere/dataflow.yml"}
+    assert dora_replay.find_dataflow(_recording(tmp_path / "b.dora", _RULE_YAML, [], bare)) is None
+    (tmp_path / "clone" / "dataflow.yml").write_text(_RULE_YAML)
+    found = dora_replay.find_dataflow(_recording(tmp_path / "b2.dora", _RULE_YAML, [], bare))
+    assert found == tmp_path / "clone" / "dataflow.yml"
 
 
 def _msgs(arrays: list[pa.Array]) -> list[SimpleNamespace]:
