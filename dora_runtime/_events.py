@@ -403,8 +403,13 @@ class EventStream:
     def _on_node_exited(self, node_id: str) -> None:
         """Close inputs from a node that exited without ever connecting (e.g. crashed early)."""
         self._exited_nodes.add(node_id)
-        for conn in self._accept_all():
-            self._read_edge(conn)
+        self._accept_all()
+        # Every connection whose hello is still unread may be the exited node's: read it now,
+        # or its input would be closed before the data it sent before exiting is queued.
+        for key in list(self._sel.get_map().values()):
+            conn = key.data
+            if isinstance(conn, _Conn) and conn.input_id is None:
+                self._read_edge(conn)
         for input_id, spec in self._cfg.inputs.items():
             if spec.source_node == node_id and self._connected.get(input_id, 0) == 0:
                 self._close_input(input_id)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from _cli import run_dora
 
 import dora_replay
 from dora_replay import ReplayError
@@ -23,16 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 def _dora(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 120):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-m", "dora_cli.main", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        input=stdin,
-    )
+    return run_dora(*args, cwd=cwd, stdin=stdin, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from _cli import run_dora
 
 import dora_replay
 
@@ -77,16 +76,8 @@ sys.exit(3)
 pytestmark = pytest.mark.timeout(120)
 
 
-def _dora(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-m", "dora_cli.main", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def _dora(*args: str, cwd: Path, timeout: float = 60):
+    return run_dora(*args, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _cli import run_dora
 
 import dora_replay
 
@@ -64,16 +65,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _dora(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 60):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-m", "dora_cli.main", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        input=stdin,
-    )
+    return run_dora(*args, cwd=cwd, stdin=stdin, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
