@@ -117,26 +117,27 @@ def _no_shm(nbytes: int) -> Region:
 
 
 def encode_payload(
-    arr: pa.Array, acquire: Callable[[int], Region]
+    arr: pa.Array, acquire: Callable[[int], Region], inline_below: int = INLINE_THRESHOLD
 ) -> tuple[Region | None, list[Any]]:
-    """``(None, [kind, *fields])`` for an inline payload, or ``(region, [kind, seg, ...])`` after
-    copying into a region from ``acquire(nbytes)``. One pass: the array is inspected and
-    serialised once. The slot field (index 4 of a shared-memory payload) is filled per receiver.
+    """``(None, [kind, *fields])`` for a payload under ``inline_below`` bytes, else
+    ``(region, [kind, seg, ...])`` after copying into a region from ``acquire(nbytes)``. One
+    pass: the array is inspected and serialised once. The slot field (index 4 of a
+    shared-memory payload) is a placeholder the sender fills per receiver.
     """
-    if arr.type == _NULL_TYPE and len(arr) == 0:
+    if arr.type == _NULL_TYPE and len(arr) == 0 and inline_below > 0:
         return None, ["n"]
     view = _primitive_view(arr)
     if view is not None:
         name, mv = view
         n = mv.nbytes
-        if n < INLINE_THRESHOLD:
+        if n < inline_below:
             return None, ["p", name, len(arr), mv.tobytes()]
         region = acquire(n)
         region.payload(n)[:] = mv
         return region, ["q", region.name, DATA_OFFSET, n, 0, name, len(arr)]
-    if arr.nbytes < INLINE_THRESHOLD:
+    if arr.nbytes < inline_below:
         ipc = _ipc_bytes(arr)
-        if len(ipc) < INLINE_THRESHOLD:
+        if len(ipc) < inline_below:
             return None, ["i", ipc]
         region = acquire(len(ipc))
         region.payload(len(ipc))[:] = ipc
@@ -151,23 +152,10 @@ def encode_payload(
 
 
 def write_shm(arr: pa.Array, pool: ShmPool, owners: list[str]) -> tuple[Region, list[Any]]:
-    """Copy ``arr`` into a pool region; returns the region and ``[kind, seg, off, n, SLOT, ...]``.
-
-    The slot field (index 4) is a placeholder that the sender fills per receiver.
-    """
-    view = _primitive_view(arr)
-    if view is not None:
-        name, mv = view
-        region = pool.acquire(mv.nbytes, owners)
-        region.payload(mv.nbytes)[:] = mv
-        return region, ["q", region.name, DATA_OFFSET, mv.nbytes, 0, name, len(arr)]
-    size = _ipc_size(arr)
-    region = pool.acquire(size, owners)
-    batch = _batch(arr)
-    sink = pa.FixedSizeBufferWriter(pa.py_buffer(region.payload(size)))
-    with pa.ipc.new_stream(sink, batch.schema) as w:
-        w.write_batch(batch)
-    return region, ["s", region.name, DATA_OFFSET, size, 0]
+    """Copy ``arr`` into a pool region whatever its size (``encode_payload`` with no inline)."""
+    region, payload = encode_payload(arr, lambda n: pool.acquire(n, owners), inline_below=0)
+    assert region is not None
+    return region, payload
 
 
 def decode(payload: list[Any], mapper: ShmMapper) -> pa.Array:
