@@ -27,8 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_state = {"debug": False}
-
 
 def _version(value: bool) -> None:
     if value:
@@ -46,7 +44,7 @@ def _main(
     ),
 ) -> None:
     """dora-py: run robotics dataflows, record them, replay them as tests."""
-    _state["debug"] = debug
+    # --debug is read by main() (tracebacks); declared here so that --help lists it.
 
 
 run_cmd.register(app)

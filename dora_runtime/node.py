@@ -73,7 +73,7 @@ class Node:
         self._barrier_seq = 0
         if cfg.lockstep:
             self._events._idle_hook = self._report_idle
-        _bridge_logging(cfg.node_id)
+        _bridge_logging()
         atexit.register(self.close)
 
     # -- events --------------------------------------------------------------------------
@@ -303,7 +303,7 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-def _bridge_logging(node_id: str) -> None:
+def _bridge_logging() -> None:
     """Route Python ``logging`` to the node's log, at INFO and above, unless configured."""
     root = logging.getLogger()
     if not root.handlers:
