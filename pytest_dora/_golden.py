@@ -9,8 +9,7 @@ import hashlib
 import shlex
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,16 @@ from pytest_dora._config import DoraConfig
 class GoldenFiles:
     """What ``--dora-update-golden`` does to files; ``enabled`` is that flag."""
 
-    def __init__(self, settings: DoraConfig, enabled: bool) -> None:
+    def __init__(
+        self,
+        settings: DoraConfig,
+        enabled: bool,
+        lock_dir: Callable[[], Path | None] = lambda: None,
+    ) -> None:
         self.settings = settings
         self.enabled = enabled
+        #: where xdist workers share lock files (asked for when needed; None: no locking needed)
+        self.lock_dir = lock_dir
 
     def record_command(self, target: Path) -> list[str]:
         """The ``dora record`` command that makes ``target`` (placeholder without a dataflow)."""
@@ -79,11 +85,12 @@ class GoldenFiles:
     def lock(self, path: Path) -> Iterator[None]:
         """Hold an exclusive lock on ``path`` while updating (a no-op without the flag): one
         xdist worker rewrites a golden, the others wait and then replay the new file."""
-        if not self.enabled:
+        lock_dir = self.lock_dir() if self.enabled else None
+        if lock_dir is None:
             yield
             return
         digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
-        lock = Path(tempfile.gettempdir()) / f"pytest-dora-{digest}.lock"
+        lock = lock_dir / f"pytest-dora-{digest}.lock"
         with lock.open("w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:

@@ -41,7 +41,9 @@ class DoraSession:
         self.pytest_config = config
         self.settings = _config.load(config)
         self.update_golden: bool = config.getoption("dora_update_golden")
-        self.golden = GoldenFiles(self.settings, self.update_golden)
+        self.golden = GoldenFiles(
+            self.settings, self.update_golden, lambda: _shared_lock_dir(config)
+        )
         report = config.getoption("dora_report")
         self.report_dir: Path | None = Path(report).resolve() if report else None
         self.selection = _paths.expand(
@@ -152,7 +154,7 @@ class DoraSession:
     def _replay(self, path: Path, **overrides: Any) -> _Outcome:
         from dora_replay.replay import replay
 
-        log_dir = Path(tempfile.mkdtemp(prefix="pytest-dora-"))
+        log_dir = self._new_log_dir()
         self._log_dirs.append(log_dir)
         tolerances = overrides.pop("tolerances", None)
         if tolerances is None or isinstance(tolerances, dict):  # else a Tolerances or a file
@@ -174,6 +176,14 @@ class DoraSession:
         except Exception as e:  # noqa: BLE001 - every item of this recording reports it
             self._keep_logs = True
             return _Outcome(error=e, log_dir=log_dir)
+
+    def _new_log_dir(self) -> Path:
+        """A folder for one replay's node logs, under pytest's own temporary folder (which
+        pytest prunes to its last few runs), so kept logs never pile up in /tmp."""
+        factory = getattr(self.pytest_config, "_tmp_path_factory", None)
+        if factory is not None:
+            return factory.mktemp("dora-replay", numbered=True)
+        return Path(tempfile.mkdtemp(prefix="pytest-dora-"))
 
     def _dataflow_for(self, path: Path) -> Path | None:
         """``None`` (the replay finds the recorded dataflow, also in another checkout) unless
@@ -299,6 +309,15 @@ class DoraSession:
             return
         for d in self._log_dirs:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _shared_lock_dir(config: pytest.Config) -> Path | None:
+    """Under xdist, the run's temporary folder that every worker shares (pytest prunes it with
+    the run); a single process needs no lock."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None or not hasattr(config, "workerinput"):
+        return None
+    return factory.getbasetemp().parent
 
 
 def _failures_for(result: Any, channel: str) -> str:
