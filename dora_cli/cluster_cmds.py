@@ -241,7 +241,9 @@ def stop(
         answer = c.request({"type": "stop", "dataflow": dataflow, "grace_s": grace_s}, None)
     took = time.monotonic() - start_t
     reason = f" ({answer['reason']})" if answer.get("reason") else ""
-    typer.echo(f"dataflow {answer['name']}: {answer['status']} after {took:.1f} s{reason}")
+    typer.echo(
+        f"dataflow {answer['name']}: {answer['status']}{reason} (stopping took {took:.1f} s)"
+    )
 
 
 def record_running(

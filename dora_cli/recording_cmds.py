@@ -103,15 +103,19 @@ def info(
     from rich.console import Console
 
     console = Console()
-    console.print(f"[bold]{', '.join(rec.paths)}[/bold]  (format v{rec.format_version})")
+    console.print(
+        f"[bold]{', '.join(rec.paths)}[/bold]  (format v{rec.format_version})", soft_wrap=True
+    )
     console.print(
         f"start {_time(rec.start_time_ns)}  end {_time(rec.end_time_ns)}  "
-        f"duration {rec.duration_s:.3f} s"
+        f"duration {rec.duration_s:.3f} s",
+        soft_wrap=True,
     )
     console.print(
         f"{rec.message_count} messages in {rec.chunk_count} chunks, {_size(rec.file_bytes)}, "
         f"{rec.compression} ratio {rec.compression_ratio:.2f}"
-        + ("" if rec.clean else "  [yellow](no footer: not closed cleanly, index rebuilt)[/]")
+        + ("" if rec.clean else "  [yellow](no footer: not closed cleanly, index rebuilt)[/]"),
+        soft_wrap=True,
     )
     if rec.metadata:
         console.print("metadata: " + ", ".join(f"{k}={v}" for k, v in rec.metadata.items()))
