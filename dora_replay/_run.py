@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import time
 from dataclasses import dataclass
 from dataclasses import replace as dc_replace
@@ -65,30 +64,6 @@ def _log_tail(log_dir: Path, node: str) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(f"    {ln}" for ln in lines[-_LOG_TAIL:]) or "    (no output)"
-
-
-def _install_signals(daemon: Any) -> list[int]:
-    """Ctrl-C / SIGTERM: first stops the replay (nodes get STOP), second kills every node.
-    Only possible in the main thread; elsewhere the caller handles signals."""
-    loop = asyncio.get_running_loop()
-    presses = 0
-
-    def on_signal() -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            daemon.request_stop()
-        else:
-            daemon.kill_now()
-
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, on_signal)
-            installed.append(sig)
-        except (ValueError, RuntimeError):
-            pass
-    return installed
 
 
 class Run:
@@ -176,7 +151,7 @@ class Run:
     def execute(
         self, log_dir: Any, timeout_s: float | None, grace_s: float
     ) -> tuple[dict[str, list[Message]], dict[str, str], dict[str, int], Path, bool]:
-        from dora_runtime.daemon import Daemon
+        from dora_runtime.daemon import Daemon, install_interrupt_handlers
 
         taps = self._taps()
         daemon = Daemon(
@@ -193,7 +168,7 @@ class Run:
         async def main() -> Any:
             nonlocal timed_out
             await self.controller.open()
-            handlers = _install_signals(daemon)
+            handlers = install_interrupt_handlers(daemon)
             runner = asyncio.create_task(daemon.run())
             try:
                 timed_out = await self._supervise(daemon, runner, timeout_s)

@@ -638,6 +638,34 @@ def clean_stale_runs(tmp_dir: str | None = None) -> list[str]:
     return removed
 
 
+def install_interrupt_handlers(daemon: Daemon) -> list[int]:
+    """Ctrl-C / SIGTERM: the first sends STOP to every node, the second kills them all.
+
+    Returns the signals installed (none outside the main thread, where the caller handles
+    signals); remove them with ``loop.remove_signal_handler`` when the run ends.
+    """
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_signal() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            daemon.request_stop()
+        else:
+            daemon.printer("dora", "second interrupt: killing every node now")
+            daemon.kill_now()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+        except (ValueError, RuntimeError):
+            pass
+    return installed
+
+
 def run_dataflow(
     descriptor: Descriptor,
     *,
@@ -662,27 +690,12 @@ def run_dataflow(
             lockstep=lockstep,
             feeders=feeders,
         )
-        loop = asyncio.get_running_loop()
-        if handle_signals:
-            presses = 0
-
-            def on_signal() -> None:
-                nonlocal presses
-                presses += 1
-                if presses == 1:
-                    daemon.request_stop()
-                else:
-                    daemon.printer("dora", "second interrupt: killing every node now")
-                    daemon.kill_now()
-
-            loop.add_signal_handler(signal.SIGINT, on_signal)
-            loop.add_signal_handler(signal.SIGTERM, on_signal)
+        installed = install_interrupt_handlers(daemon) if handle_signals else []
         try:
             return await daemon.run(stop_after_s=stop_after_s)
         finally:
-            if handle_signals:
-                loop.remove_signal_handler(signal.SIGINT)
-                loop.remove_signal_handler(signal.SIGTERM)
+            for sig in installed:
+                asyncio.get_running_loop().remove_signal_handler(sig)
 
     return asyncio.run(main())
 

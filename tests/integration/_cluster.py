@@ -23,6 +23,21 @@ NODES = Path(__file__).resolve().parent / "nodes"
 REPO = Path(__file__).resolve().parents[2]
 
 
+# A two-node dataflow the cluster tests start: a timer-driven talker and a collecting sink.
+TALKER = """
+nodes:
+  - id: talker
+    path: NODES/cluster_talker.py
+    inputs:
+      tick: dora/timer/millis/50
+    outputs: [out]
+  - id: sink
+    path: NODES/collect.py
+    inputs:
+      x: talker/out
+"""
+
+
 def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:

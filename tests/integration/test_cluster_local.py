@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cluster import Cluster, cluster_fixture, wait_for
+from _cluster import TALKER, Cluster, cluster_fixture, wait_for
 
 from dora_runtime.coordinator.client import pid_alive
 
@@ -17,20 +17,6 @@ from dora_runtime.coordinator.client import pid_alive
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     yield from cluster_fixture(tmp_path)
-
-
-TALKER = """
-nodes:
-  - id: talker
-    path: NODES/cluster_talker.py
-    inputs:
-      tick: dora/timer/millis/50
-    outputs: [out]
-  - id: sink
-    path: NODES/collect.py
-    inputs:
-      x: talker/out
-"""
 
 
 def test_up_start_list_logs_stop_destroy(cluster: Cluster) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cluster import Cluster, cluster_fixture, wait_for
+from _cluster import TALKER, Cluster, cluster_fixture, wait_for
 
 from dora_runtime.coordinator.client import pid_alive
 from dora_runtime.coordinator.state import StateStore
@@ -18,20 +18,6 @@ from dora_runtime.coordinator.state import StateStore
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     yield from cluster_fixture(tmp_path)
-
-
-TALKER = """
-nodes:
-  - id: talker
-    path: NODES/cluster_talker.py
-    inputs:
-      tick: dora/timer/millis/50
-    outputs: [out]
-  - id: sink
-    path: NODES/collect.py
-    inputs:
-      x: talker/out
-"""
 
 
 def _count(c: Cluster) -> int:
