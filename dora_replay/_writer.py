@@ -185,6 +185,18 @@ class Writer:
             metadata = pack_metadata(metadata)  # type: ignore[assignment]
         pending.extend((data, log_time_ns, publish_time_ns, seq, cause, metadata))
 
+    def write_message(self, m: Any) -> None:
+        """Queue a message read from a recording (a ``Message``) as it was recorded."""
+        self.write(
+            m.channel,
+            m.data,
+            log_time_ns=m.log_time_ns,
+            publish_time_ns=m.publish_time_ns,
+            seq=m.seq,
+            cause=m.cause,
+            metadata=m.metadata or None,
+        )
+
     def add_drops(self, channel: str, n: int) -> None:
         """Count ``n`` messages of ``channel`` the recorder could not keep (kept in statistics)."""
         with self._lock:

@@ -168,15 +168,7 @@ def update_golden(
             for m in sorted(
                 [*kept, *_retimed(rec, new, replayed_all, seq_maps)], key=lambda m: m.log_time_ns
             ):
-                writer.write(
-                    m.channel,
-                    m.data,
-                    log_time_ns=m.log_time_ns,
-                    publish_time_ns=m.publish_time_ns,
-                    seq=m.seq,
-                    cause=m.cause,
-                    metadata=m.metadata or None,
-                )
+                writer.write_message(m)
                 if m.channel in new:
                     continue
                 result.copied[m.channel] = result.copied.get(m.channel, 0) + 1

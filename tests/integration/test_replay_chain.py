@@ -148,15 +148,7 @@ def _as_recorded_elsewhere(src: Path, dst: Path, dataflow_path: str) -> None:
         meta = dict(rec.metadata, dataflow_path=dataflow_path)
         with dora_replay.open_writer(dst, rec.dataflow_yaml, meta) as w:
             for m in rec.iter_messages():
-                w.write(
-                    m.channel,
-                    m.data,
-                    log_time_ns=m.log_time_ns,
-                    publish_time_ns=m.publish_time_ns,
-                    seq=m.seq,
-                    cause=m.cause,
-                    metadata=m.metadata or None,
-                )
+                w.write_message(m)
 
 
 def test_recording_from_another_checkout_finds_its_dataflow(chain: Path, tmp_path: Path) -> None:

@@ -277,14 +277,6 @@ def test_golden_from_another_checkout(project) -> None:
         meta = dict(rec.metadata, dataflow_path="/gone/checkout/flow/dataflow.yml")
         with dora_replay.open_writer(moved, rec.dataflow_yaml, meta) as w:
             for m in rec.iter_messages():
-                w.write(
-                    m.channel,
-                    m.data,
-                    log_time_ns=m.log_time_ns,
-                    publish_time_ns=m.publish_time_ns,
-                    seq=m.seq,
-                    cause=m.cause,
-                    metadata=m.metadata or None,
-                )
+                w.write_message(m)
     project.golden.unlink()
     project.run("--dora-replay", "golden/moved.dora", "-v").assert_outcomes(passed=2)
