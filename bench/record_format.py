@@ -3,14 +3,17 @@
 Two workloads, same data for both formats in the same run: camera-like frames (1 MiB uint8,
 a gradient with sensor noise) and small IMU messages (8 x float64 = 64 B). Both use zstd. Write
 time runs from the first write to the file being closed; read time iterates every message and
-touches its payload. ``--quick`` runs a tiny version (used by the test suite).
+touches its payload, from a cold page cache (each file is synced and dropped from the cache
+before it is read). ``--quick`` runs a tiny version (used by the test suite).
 
-Usage: python bench/record_format.py [--quick] [--frames N] [--imu N] [--level L] [--dir DIR]
+Usage: python bench/record_format.py [--quick] [--frames N] [--imu N] [--level L] [--repeat R]
+       [--dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -67,6 +70,17 @@ def make_imu(n_distinct: int) -> list[np.ndarray]:
     return [rng.normal(size=8) for _ in range(n_distinct)]
 
 
+def drop_from_cache(path: Path) -> None:
+    """Put ``path`` on disk and out of the page cache, so the read that follows is a cold read
+    (as when replaying a recording copied from a robot) for every format alike."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -100,7 +114,9 @@ def bench_dora(
             len(arrays[i]) for i in range(n % k)
         )
 
-    return timed(write), timed(read)
+    wt = timed(write)
+    drop_from_cache(path)
+    return wt, timed(read)
 
 
 def bench_mcap(
@@ -129,7 +145,9 @@ def bench_mcap(
                 count += len(m.data)
         assert count > 0
 
-    return timed(write), timed(read)
+    wt = timed(write)
+    drop_from_cache(path)
+    return wt, timed(read)
 
 
 def run(frames: int, imu: int, level: int, workdir: Path) -> list[Result]:
@@ -157,21 +175,35 @@ def run(frames: int, imu: int, level: int, workdir: Path) -> list[Result]:
     return results
 
 
-def render(results: list[Result], level: int) -> str:
+def median_results(reps: list[list[Result]]) -> list[Result]:
+    """Per (workload, format, op): the repetition with the median time."""
+    out = []
+    for i in range(len(reps[0])):
+        runs = sorted((rep[i] for rep in reps), key=lambda r: r.seconds)
+        out.append(runs[len(runs) // 2])
+    return out
+
+
+def render(reps: list[list[Result]]) -> str:
+    results = median_results(reps)
     lines = [
         f"{'workload':<14} {'op':<6} {'format':<7} {'MiB/s':>9} {'msg/s':>12} {'file MiB':>9} "
-        f"{'x mcap':>7}",
+        f"{'x mcap':>7}  per repetition",
     ]
-    by = {(r.workload, r.fmt, r.op): r for r in results}
-    for r in results:
-        base = by[(r.workload, "mcap", r.op)]
+    for i, r in enumerate(results):
+        ratios = []
+        for rep in reps:
+            by = {(x.workload, x.fmt, x.op): x for x in rep}
+            ratios.append(f"{rep[i].msg_s / by[(r.workload, 'mcap', r.op)].msg_s:.2f}")
+        base = {(x.workload, x.fmt, x.op): x for x in results}[(r.workload, "mcap", r.op)]
         lines.append(
             f"{r.workload:<14} {r.op:<6} {r.fmt:<7} {r.mib_s:>9.1f} {r.msg_s:>12,.0f} "
-            f"{r.file_bytes / MIB:>9.1f} {r.msg_s / base.msg_s:>7.2f}"
+            f"{r.file_bytes / MIB:>9.1f} {r.msg_s / base.msg_s:>7.2f}  {' '.join(ratios)}"
         )
     lines.append(
-        "dora:L = zstd level L, multi-threaded for large chunks, fsync off; "
-        "mcap = mcap Python Writer, default zstd chunks (level 3)"
+        f"median of {len(reps)} repetition(s); dora:L = zstd level L, multi-threaded for large "
+        "chunks, fsync off; mcap = mcap Python Writer, default zstd chunks (level 3); reads "
+        "start from a cold page cache"
     )
     return "\n".join(lines)
 
@@ -182,13 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=2000, help="1 MiB frames (default 2000)")
     ap.add_argument("--imu", type=int, default=200_000, help="64 B messages (default 200000)")
     ap.add_argument("--level", type=int, default=1, help="dora zstd level (default 1)")
+    ap.add_argument("--repeat", type=int, default=3, help="repetitions, medians shown (default 3)")
     ap.add_argument("--dir", type=Path, default=None, help="where to write (default: a temp dir)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.frames, args.imu = 20, 5000
+        args.frames, args.imu, args.repeat = 20, 5000, 1
+    reps = []
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        results = run(args.frames, args.imu, args.level, Path(tmp))
-    print(render(results, args.level))
+        for i in range(max(1, args.repeat)):
+            reps.append(run(args.frames, args.imu, args.level, Path(tmp)))
+            if args.repeat > 1:
+                print(f"repetition {i + 1}/{args.repeat} done", file=sys.stderr, flush=True)
+    print(render(reps))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,26 @@ from dora_replay._records import (
     frame_size,
     pack,
 )
+
+WRITEBACK_WINDOW_BYTES = 64 << 20
+"""Every this many bytes written, a recording starts their disk write and drops the earlier
+windows that are on disk from the page cache (see :meth:`PartSink._write_back`)."""
+
+_SFR_WRITE = 2  # SYNC_FILE_RANGE_WRITE: start writeback, do not wait
+
+
+def _load_sync_file_range() -> Any:
+    """libc's ``sync_file_range`` (Linux), or ``None`` where there is none."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sync_file_range = _load_sync_file_range()
 
 
 def _write_all(fd: int, parts: list[Any]) -> int:
@@ -40,7 +61,12 @@ class PartSink:
     """Appends frames to a new file; the file is readable by a fresh reader after every call.
 
     Frames go straight to the OS with ``writev`` (no user-space buffering), so a killed process
-    loses nothing that a call returned for; :meth:`sync` adds ``fsync`` for power loss.
+    loses nothing that a call returned for; :meth:`sync` adds ``fsync`` for power loss. The file's
+    pages do not pile up in the page cache: every :data:`WRITEBACK_WINDOW_BYTES` the sink starts
+    the disk write of the newest window and drops the windows before it from the cache once they
+    are on disk, so a long recording neither evicts the robot's other cached files nor piles up
+    dirty pages until the kernel throttles it, and the kernel reuses the same pages instead of
+    finding fresh memory.
     """
 
     def __init__(self, path: Path, header: Header) -> None:
@@ -52,10 +78,31 @@ class PartSink:
         self.chunks: list[ChunkEntry] = []
         self.message_count = 0
         self.last_log_time_ns = header.start_time_ns
+        self._wb_started = 0  # writeback was started for [.., _wb_started)
+        self._wb_dropped = 0  # [0, _wb_dropped) is on disk and out of the page cache
         self._write([MAGIC, *encode_frame_parts(OP_HEADER, header.encode(), b"")])
 
     def _write(self, parts: list[Any]) -> None:
         self.offset += _write_all(self._fd, parts)
+        if self.offset - self._wb_started >= WRITEBACK_WINDOW_BYTES:
+            self._write_back()
+
+    def _write_back(self) -> None:
+        """Start writing the newest window to disk and drop from the page cache what earlier
+        windows left there once written (pages still being written stay; the next call retries
+        them). Never waits for the disk. Raises ``OSError`` if the disk reports an error."""
+        sfr = _sync_file_range
+        if sfr is None:
+            return
+        fd, new, old = self._fd, self._wb_started, self._wb_dropped
+        if sfr(fd, new, self.offset - new, _SFR_WRITE) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(self.path))
+        if new > old:
+            lo = max(0, old - WRITEBACK_WINDOW_BYTES)
+            os.posix_fadvise(fd, lo, new - lo, os.POSIX_FADV_DONTNEED)
+            self._wb_dropped = new
+        self._wb_started = self.offset
 
     def add_channel(self, channel: ChannelDef) -> None:
         """Write a CHANNEL frame (before the first chunk that uses it)."""
