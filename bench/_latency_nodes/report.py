@@ -197,8 +197,17 @@ def write_results(path: Path, med, raw, memory, settings, repeat: int) -> None:
     if memory:
         lines += ["", "### memory (single run)", ""]
         lines += _md_table(("metric", *memory), memory_rows_raw(memory))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    kept = ""
+    if path.exists():  # hand-written sections after the generated part survive a rerun
+        old = path.read_text(encoding="utf-8")
+        if GENERATED_END in old:
+            kept = old[old.index(GENERATED_END) + len(GENERATED_END) :]
+    lines += ["", GENERATED_END]
+    path.write_text("\n".join(lines) + kept if kept else "\n".join(lines) + "\n", "utf-8")
     print(f"wrote {path}")
+
+
+GENERATED_END = "<!-- end of the part bench/latency.py writes; what follows is kept on reruns -->"
 
 
 def memory_rows_raw(memory: dict[str, dict[str, float]]) -> list[tuple[str, ...]]:
