@@ -88,6 +88,7 @@ class EventStream:
         self._stopped = False
         self._io_owner: str | None = None
         self._consumers_waiting = 0
+        self._last_pop = time.monotonic()
         self._stop_delivered = False
         self._closed = False
         self.drops: dict[str, int] = {i: 0 for i in cfg.inputs}
@@ -122,7 +123,8 @@ class EventStream:
         waits in ``select`` itself, so a message wakes exactly one thread (the one that consumes
         it) instead of the pump and then the consumer: one wake-up less per message.
         """
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._last_pop = now = time.monotonic()
+        deadline = None if timeout_s is None else now + timeout_s
         with self._cond:
             while True:
                 item = self._pop_locked()
@@ -202,15 +204,21 @@ class EventStream:
 
         Nobody wakes the pump when a consumer leaves ``select`` with a message: it looks
         every few milliseconds (backing off while the node idles in ``select``) and takes the
-        sockets only if the node is still busy in its own code. A node that handles each event
-        quickly is back in ``select`` before that, so the pump costs no wake-up per message.
+        sockets only if the node has been busy in its own code for a while (no ``pop`` for
+        ``_PUMP_MIN_WAIT_S``). A node that handles each event quickly is back in ``pop`` before
+        that, so the pump costs no wake-up per message, and under a flood the consumer reads
+        its sockets itself instead of contending with the pump for the lock.
         """
         last_report = time.monotonic()
         delay = _PUMP_MIN_WAIT_S
         while not self._closed:
             with self._cond:
                 while not self._closed:
-                    if self._io_owner is None and not self._consumers_waiting:
+                    if (
+                        self._io_owner is None
+                        and not self._consumers_waiting
+                        and time.monotonic() - self._last_pop >= _PUMP_MIN_WAIT_S
+                    ):
                         break
                     self._pump_cond.wait(delay)
                     delay = min(delay * 2, _PUMP_MAX_WAIT_S)
