@@ -39,9 +39,10 @@ _PRIMITIVES: dict[str, pa.DataType] = {
         "float64",
     )
 }
-_PRIMITIVE_NAMES = {t: n for n, t in _PRIMITIVES.items()}
+_PRIMITIVE_BY_ID = {t.id: (n, t.bit_width // 8) for n, t in _PRIMITIVES.items()}
+"""Arrow type id -> (name, byte width); type ids are ints, cheaper to look up than types."""
 _NULL = pa.array([], type=pa.null())
-_NULL_TYPE = pa.null()
+_NULL_ID = pa.null().id
 
 
 def to_arrow(data: Any) -> pa.Array:
@@ -67,10 +68,10 @@ def to_arrow(data: Any) -> pa.Array:
 
 
 def _primitive_view(arr: pa.Array) -> tuple[str, memoryview] | None:
-    name = _PRIMITIVE_NAMES.get(arr.type)
-    if name is None or arr.null_count:
+    info = _PRIMITIVE_BY_ID.get(arr.type.id)
+    if info is None or arr.null_count:
         return None
-    width = arr.type.bit_width // 8
+    name, width = info
     buf = arr.buffers()[1]
     start = arr.offset * width
     mv = memoryview(buf)
@@ -124,7 +125,7 @@ def encode_payload(
     pass: the array is inspected and serialised once. The slot field (index 4 of a
     shared-memory payload) is a placeholder the sender fills per receiver.
     """
-    if arr.type == _NULL_TYPE and len(arr) == 0 and inline_below > 0:
+    if arr.type.id == _NULL_ID and len(arr) == 0 and inline_below > 0:
         return None, ["n"]
     view = _primitive_view(arr)
     if view is not None:

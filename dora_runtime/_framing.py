@@ -15,7 +15,8 @@ import msgpack
 
 from dora_runtime.errors import TransportError
 
-_LEN = struct.Struct("<I")
+LEN = _LEN = struct.Struct("<I")
+"""The frame length prefix."""
 MAX_FRAME = 64 * 1024 * 1024
 """Largest accepted frame body in bytes. Payloads this big belong in shared memory."""
 

@@ -32,7 +32,7 @@ class SampleHandler:
             self._region, self._live = sender.acquire_raw(output_id, length)
             self._view = self._region.payload(length)
         else:
-            sender._check_output(output_id)
+            sender.check_output(output_id)
             self._heap = bytearray(length)
             self._view = memoryview(self._heap)
 

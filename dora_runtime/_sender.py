@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
+import msgpack
 import pyarrow as pa
 
 from dora_runtime import _framing
@@ -25,7 +26,7 @@ _BACKPRESSURE_POLL_S = 0.05
 
 
 class _Edge:
-    __slots__ = ("cfg", "sock", "alive", "outstanding", "sent")
+    __slots__ = ("cfg", "sock", "alive", "outstanding", "sent", "out")
 
     def __init__(self, cfg: EdgeConfig, sock: socket.socket | None) -> None:
         self.cfg = cfg
@@ -33,6 +34,13 @@ class _Edge:
         self.alive = sock is not None
         self.outstanding: deque[tuple[Region, int]] = deque()
         self.sent = 0
+        self.out: _Output | None = None
+
+    def kill(self) -> None:
+        """Stop sending on this edge (its output recomputes its live edges)."""
+        self.alive = False
+        if self.out is not None:
+            self.out.stale = True
 
     def send(self, frame: bytes) -> None:
         if not self.alive:
@@ -41,7 +49,7 @@ class _Edge:
         try:
             self.sock.sendall(frame)  # type: ignore[union-attr]
         except (BrokenPipeError, ConnectionResetError):
-            self.alive = False  # the receiver is gone; its input is closed on its side
+            self.kill()  # the receiver is gone; its input is closed on its side
 
     def wait_for_room(self) -> None:
         """Backpressure for shared-memory payloads: at most ``queue_size`` unreleased regions."""
@@ -55,18 +63,40 @@ class _Edge:
                 q.popleft()
 
 
+class _Output:
+    """Per-output state: the sequence counter and the edges, with the live ones precomputed
+    (recomputed only when an edge changes) so a send walks no lists it does not need."""
+
+    __slots__ = ("seq", "edges", "live", "owners", "backpressure", "stale")
+
+    def __init__(self, edges: list[_Edge]) -> None:
+        self.seq = 0
+        self.edges = edges
+        for e in edges:
+            e.out = self
+        self.stale = True
+        self.refresh()
+
+    def refresh(self) -> list[_Edge]:
+        if self.stale:
+            self.live = [e for e in self.edges if e.alive]
+            self.owners = [e.cfg.node for e in self.live]
+            self.backpressure = [e for e in self.live if e.cfg.backpressure]
+            self.stale = False
+        return self.live
+
+
 class Sender:
     """Thread-safe sender for every declared output of a node."""
 
     def __init__(self, cfg: NodeConfig, pool: ShmPool) -> None:
         self._pool = pool
         self._lock = threading.Lock()
-        self._seq: dict[str, int] = {}
-        self._edges: dict[str, list[_Edge]] = {}
+        self._outs: dict[str, _Output] = {}
         self._node_id = cfg.node_id
+        self._packer = msgpack.Packer(use_bin_type=True)  # used under the lock only
         for output, edges in cfg.outputs.items():
-            self._seq[output] = 0
-            self._edges[output] = [self._connect(cfg.node_id, output, e) for e in edges]
+            self._outs[output] = _Output([self._connect(cfg.node_id, output, e) for e in edges])
 
     @staticmethod
     def _connect(node_id: str, output: str, e: EdgeConfig) -> _Edge:
@@ -82,64 +112,75 @@ class Sender:
     def add_edge(self, output_id: str, cfg: EdgeConfig) -> None:
         """A receiver subscribed at run time (``SUB``: a recorder attached to a running
         dataflow). Messages sent from now on reach it too."""
-        if output_id not in self._edges:
+        out = self._outs.get(output_id)
+        if out is None:
             return
         edge = self._connect(self._node_id, output_id, cfg)
+        edge.out = out
         with self._lock:
-            self._edges[output_id] = [*self._edges[output_id], edge]
+            out.edges = [*out.edges, edge]
+            out.stale = True
 
     def remove_edge(self, output_id: str, node_id: str) -> None:
         """``UNSUB``: stop sending ``output_id`` to ``node_id``."""
         with self._lock:
-            edges = self._edges.get(output_id, [])
-            for e in edges:
+            out = self._outs.get(output_id)
+            if out is None:
+                return
+            for e in out.edges:
                 if e.cfg.node == node_id:
-                    e.alive = False
+                    e.kill()
                     if e.sock is not None:
                         e.sock.close()
-            self._edges[output_id] = [e for e in edges if e.cfg.node != node_id]
+            out.edges = [e for e in out.edges if e.cfg.node != node_id]
+            out.stale = True
 
     def sent_counts(self) -> dict[str, int]:
         """Messages written per receiving ``node/input`` (lockstep accounting)."""
         counts: dict[str, int] = {}
-        for edges in self._edges.values():
-            for e in edges:
+        for out in self._outs.values():
+            for e in out.edges:
                 key = f"{e.cfg.node}/{e.cfg.input}"
                 counts[key] = counts.get(key, 0) + e.sent
         return counts
 
     @property
     def outputs(self) -> list[str]:
-        return list(self._edges)
+        return list(self._outs)
 
     def send(
         self, output_id: str, arr: pa.Array, metadata: dict[str, Any], cause: str | None
     ) -> int:
         """Send ``arr`` to every receiver of ``output_id``; returns the message sequence number."""
-        edges = self._check_output(output_id)
+        out = self._outs.get(output_id) or self._unknown_output(output_id)
         with self._lock:
-            seq = self._seq[output_id]
-            self._seq[output_id] = seq + 1
-            live = [e for e in edges if e.alive]
+            seq = out.seq
+            out.seq = seq + 1
+            live = out.refresh()
             if not live:
                 return seq
+            self._acquire_out = out
+            region, payload = encode_payload(arr, self._acquire)
             head = ["M", seq, time.time_ns(), cause, metadata]
-
-            def acquire(nbytes: int) -> Region:
-                for e in live:
-                    if e.cfg.backpressure:
-                        e.wait_for_room()
-                return self._pool.acquire(nbytes, [e.cfg.node for e in live])
-
-            region, payload = encode_payload(arr, acquire)
             if region is None:
-                frame = _framing.encode(head + payload)
+                frame = self._frame(head + payload)
                 for e in live:
                     e.send(frame)
                 return seq
             head[0] = "S"
             self._fan_out(live, head, payload, region)
             return seq
+
+    def _acquire(self, nbytes: int) -> Region:
+        """A pool region for the output being sent (``_acquire_out``), after backpressure."""
+        out = self._acquire_out
+        for e in out.backpressure:
+            e.wait_for_room()
+        return self._pool.acquire(nbytes, out.owners)
+
+    def _frame(self, obj: list[Any]) -> bytes:
+        body = self._packer.pack(obj)
+        return _framing.LEN.pack(len(body)) + body
 
     def send_region(
         self,
@@ -151,56 +192,57 @@ class Sender:
         cause: str | None,
     ) -> int:
         """Send a region filled in place (``send_output_raw``)."""
+        out = self._outs[output_id]
         with self._lock:
-            seq = self._seq[output_id]
-            self._seq[output_id] = seq + 1
+            seq = out.seq
+            out.seq = seq + 1
             self._fan_out(live, ["S", seq, time.time_ns(), cause, metadata], payload, region)
             return seq
 
     def acquire_raw(self, output_id: str, length: int) -> tuple[Region, list[_Edge]]:
-        edges = self._check_output(output_id)
+        out = self._outs.get(output_id) or self._unknown_output(output_id)
         with self._lock:
-            live = [e for e in edges if e.alive]
-            for e in live:
-                if e.cfg.backpressure:
-                    e.wait_for_room()
-            return self._pool.acquire(length, [e.cfg.node for e in live]), live
+            live = out.refresh()
+            self._acquire_out = out
+            return self._acquire(length), live
 
     def _fan_out(
         self, live: list[_Edge], head: list[Any], payload: list[Any], region: Region
     ) -> None:
         for slot, e in enumerate(live):
             payload[4] = slot
-            e.send(_framing.encode(head + payload))
+            e.send(self._frame(head + payload))
             if e.alive and e.cfg.backpressure:
                 e.outstanding.append((region, slot))
             elif not e.alive:
                 region.mm[SLOTS_OFFSET + slot] = 0
 
-    def _check_output(self, output_id: str) -> list[_Edge]:
-        edges = self._edges.get(output_id)
-        if edges is None:
-            declared = ", ".join(self._edges) or "(none)"
-            raise NodeError(
-                f"output `{output_id}` is not declared for this node; declared outputs: "
-                f"{declared}. Add it under `outputs:` in the dataflow file."
-            )
-        return edges
+    def check_output(self, output_id: str) -> None:
+        """Raise ``NodeError`` unless ``output_id`` is declared."""
+        if output_id not in self._outs:
+            self._unknown_output(output_id)
+
+    def _unknown_output(self, output_id: str) -> _Output:
+        declared = ", ".join(self._outs) or "(none)"
+        raise NodeError(
+            f"output `{output_id}` is not declared for this node; declared outputs: "
+            f"{declared}. Add it under `outputs:` in the dataflow file."
+        )
 
     def receiver_exited(self, node_id: str) -> None:
         """A receiving node exited: stop sending to it and release what it still held."""
         # No lock: a send blocked on backpressure towards this receiver holds it, and must see
         # ``alive`` turn false to give up. Flag writes and list reads are safe under the GIL.
-        for edges in self._edges.values():
-            for e in edges:
+        for out in self._outs.values():
+            for e in out.edges:
                 if e.cfg.node == node_id:
-                    e.alive = False
+                    e.kill()
         self._pool.release_owner(node_id)
 
     def close(self) -> None:
         with self._lock:
-            for edges in self._edges.values():
-                for e in edges:
+            for out in self._outs.values():
+                for e in out.edges:
                     if e.sock is not None:
                         e.sock.close()
-                    e.alive = False
+                    e.kill()

@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 SHM_DIR = "/dev/shm"
 MAGIC = b"DORASHM1"
@@ -151,6 +152,9 @@ class ShmMapper:
     """Receiver side: maps each sender segment once and hands out zero-copy Arrow buffers."""
 
     def __init__(self, allowed_prefix: str) -> None:
+        import pyarrow as pa  # here, not at module level: the daemon uses this module too
+
+        self._foreign_buffer = pa.foreign_buffer
         self._prefix = allowed_prefix
         self._maps: dict[str, tuple[mmap.mmap, int, ctypes.c_char]] = {}
 
@@ -169,14 +173,12 @@ class ShmMapper:
             self._maps[name] = entry
         return entry
 
-    def lease(self, name: str, offset: int, length: int, slot: int):  # -> pa.Buffer
+    def lease(self, name: str, offset: int, length: int, slot: int) -> Any:  # a pa.Buffer
         """A read-only Arrow buffer over the payload; its collection releases ``slot``."""
-        import pyarrow as pa
-
         mm, address, _ = self._map(name)
         if offset + length > len(mm):
             raise ValueError(f"region {name}: {offset}+{length} exceeds segment size {len(mm)}")
-        return pa.foreign_buffer(address + offset, length, base=_Lease(mm, SLOTS_OFFSET + slot))
+        return self._foreign_buffer(address + offset, length, base=_Lease(mm, SLOTS_OFFSET + slot))
 
     def release(self, name: str, slot: int) -> None:
         """Release ``slot`` without reading the payload (a message dropped from a queue)."""

@@ -67,7 +67,7 @@ class Node:
             f[1], EdgeConfig(**f[2])
         )
         self._events.control_handlers["UNSUB"] = lambda f: self._sender.remove_edge(f[1], f[2])
-        self._cause: str | None = None
+        self._last_input: tuple[str, int] | None = None  # (input id, seq) being handled
         self._closed = False
         self._last_idle: Any = None
         self._barrier_seq = 0
@@ -126,7 +126,7 @@ class Node:
         value = decode(frame[5:], self._mapper)
         md = dict(metadata) if metadata else {}
         md["timestamp"] = _dt.datetime.fromtimestamp(publish_ns / 1e9, tz=_UTC)
-        self._cause = f"{self._cfg.inputs[item.input_id].source}#{seq}"
+        self._last_input = (item.input_id, seq)
         return {
             "type": "INPUT",
             "id": item.input_id,
@@ -136,6 +136,12 @@ class Node:
         }
 
     # -- outputs -------------------------------------------------------------------------
+
+    @property
+    def _cause(self) -> str | None:
+        """``source_node/output#seq`` of the input being handled (stamped on what it sends)."""
+        last = self._last_input
+        return None if last is None else f"{self._cfg.inputs[last[0]].source}#{last[1]}"
 
     def send_output(
         self, output_id: str, data: Any, metadata: dict[str, Any] | None = None
