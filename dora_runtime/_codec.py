@@ -20,7 +20,7 @@ import pyarrow as pa
 from dora_runtime._shm import DATA_OFFSET, Region, ShmMapper, ShmPool
 from dora_runtime.errors import NodeError
 
-INLINE_THRESHOLD = 4096
+INLINE_THRESHOLD = 16384
 """Payloads of at least this many bytes travel through shared memory."""
 
 _PRIMITIVES: dict[str, pa.DataType] = {

@@ -290,7 +290,6 @@ class EventStream:
         except OSError:
             data = b""
         if data:
-            conn.buf.feed(data)
             input_id = conn.input_id
             spec = self._cfg.inputs.get(input_id) if input_id is not None else None
             if (
@@ -301,7 +300,7 @@ class EventStream:
                 # A flood on a drop-oldest input: only the newest queue_size frames can
                 # survive, so the others are never materialised.
                 skipped: list[bytes] = []
-                total = conn.buf.bodies(spec.queue_size, skipped)
+                total = conn.buf.take(data, spec.queue_size, skipped)
                 for body in skipped:
                     self._release(body)
                 gone = total - len(conn.buf.out)
@@ -309,7 +308,7 @@ class EventStream:
                     self.received[input_id] += gone  # type: ignore[index]
                     self.drops[input_id] += gone  # type: ignore[index]
             else:
-                conn.buf.bodies()
+                conn.buf.take(data)
             self._on_bodies(conn, conn.buf.out)
             return
         self._sel.unregister(conn.sock)

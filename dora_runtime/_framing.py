@@ -60,6 +60,19 @@ class FrameBuffer:
         if pos:
             del buf[:pos]
 
+    def take(
+        self, data: bytes, keep_last: int | None = None, skipped: list[bytes] | None = None
+    ) -> int:
+        """``feed(data)`` then ``bodies(keep_last, skipped)``, without copying ``data`` through
+        the buffer when it is exactly one whole frame (the usual case for a node that waits)."""
+        if not self._buf and len(data) >= 4:
+            (n,) = _LEN.unpack_from(data)
+            if n + 4 == len(data) and n <= MAX_FRAME:
+                self.out = [data[4:]]
+                return 1
+        self._buf += data
+        return self.bodies(keep_last, skipped)
+
     def bodies(self, keep_last: int | None = None, skipped: list[bytes] | None = None) -> int:
         """Take every complete frame body buffered, still msgpack-encoded.
 

@@ -150,11 +150,11 @@ nodes:
     assert f"input `rcv/x` dropped {dropped} message(s)" in r.stdout, r.stdout
 
 
-@pytest.mark.parametrize("payload_bytes", [3000, 8192], ids=["inline", "shm"])
+@pytest.mark.parametrize("payload_bytes", [3000, 32768], ids=["inline", "shm"])
 def test_backpressure_delivers_everything_and_blocks_the_sender(
     dora: DoraRunner, payload_bytes: int
 ) -> None:
-    count = 300 if payload_bytes < 4096 else 30
+    count = 300 if payload_bytes < 16384 else 30
     per_msg = 0.9 / count  # the receiver needs about 0.9 s in all
     r = dora.run(
         f"""

@@ -115,7 +115,7 @@ nodes:
   - id: snd
     path: NODES/send_seq.py
     outputs: [out]
-    env: {COUNT: 5, PAYLOAD_BYTES: 8192, EXIT: sigkill}
+    env: {COUNT: 5, PAYLOAD_BYTES: 32768, EXIT: sigkill}
   - id: rcv
     path: NODES/collect.py
     inputs:

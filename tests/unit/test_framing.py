@@ -54,6 +54,38 @@ def test_round_trip_through_random_splits(objs: list, data: st.DataObject) -> No
 
 
 @_SETTINGS
+@given(objs=st.lists(messages, max_size=12), data=st.data())
+def test_take_returns_every_body_whatever_the_reads(objs: list, data: st.DataObject) -> None:
+    """``take`` (the receiver's read path, with its one-whole-frame shortcut) gives the same
+    bodies, in order, as the frames that were sent, however the stream is cut into reads."""
+    frames = [_framing.encode(o) for o in objs]
+    stream = b"".join(frames)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=20)))
+    cuts += [sum(map(len, frames[: i + 1])) for i in range(len(frames)) if data.draw(st.booleans())]
+    buf = _framing.FrameBuffer()
+    got = []
+    start = 0
+    for cut in sorted(set(c for c in [*cuts, len(stream)] if c > 0)):
+        if cut <= start:
+            continue
+        n = buf.take(stream[start:cut])
+        assert n == len(buf.out)
+        got.extend(_framing.decode_body(b) for b in buf.out)
+        start = cut
+    assert got == objs
+    assert buf.pending == 0
+
+
+def test_take_keep_last_skips_older_frames() -> None:
+    buf = _framing.FrameBuffer()
+    stream = b"".join(_framing.encode(["M", i]) for i in range(5))
+    assert buf.take(stream, keep_last=2, skipped=[]) == 5
+    assert [_framing.decode_body(b) for b in buf.out] == [["M", 3], ["M", 4]]
+    assert buf.take(_framing.encode(["M", 5]), keep_last=2) == 1
+    assert [_framing.decode_body(b) for b in buf.out] == [["M", 5]]
+
+
+@_SETTINGS
 @given(obj=messages)
 def test_partial_frame_yields_nothing_until_complete(obj: object) -> None:
     frame = _framing.encode(obj)

@@ -1,7 +1,7 @@
 """Sends COUNT messages on ``out``: value i as int64, padded to PAYLOAD_BYTES if set.
 
 Env: OUTPUT (out), COUNT (10), PAYLOAD_BYTES (0: a one-element array), LARGE_EVERY (0: never; else every Nth
-message is 8 KiB), INTERVAL_S (0), START_DELAY_S (0), EXIT (normal|sigkill), NAME (send_seq).
+message is 32 KiB), INTERVAL_S (0), START_DELAY_S (0), EXIT (normal|sigkill), NAME (send_seq).
 Saves the send duration, the names of the segments it created, and ``node._pool.created``.
 """
 
@@ -33,7 +33,7 @@ name = os.environ.get("NAME", "send_seq")
 time.sleep(env_float("START_DELAY_S", 0.0))
 start = time.monotonic()
 for i in range(count):
-    size = 8192 if large_every and i % large_every == 0 else nbytes
+    size = 32768 if large_every and i % large_every == 0 else nbytes
     node.send_output(output, payload(i, size), {"i": i})
     if interval:
         time.sleep(interval)
