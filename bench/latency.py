@@ -110,6 +110,7 @@ def run_dataflow(
         df = Path(tmp) / "dataflow.yml"
         df.write_text(yaml.safe_dump({"nodes": nodes}, sort_keys=False))
         log_path = Path(tmp) / "run.log"
+        shm_before = _shm_files()
         with open(log_path, "wb") as log:
             t0 = time.perf_counter()
             proc = subprocess.Popen(
@@ -130,6 +131,10 @@ def run_dataflow(
             finally:
                 wall_s = time.perf_counter() - t0
                 _kill_tree(proc)
+                # dora-rs 1.1's `dora run` leaves a Zenoh segment (``<n>.zenoh``) in /dev/shm
+                for name in _shm_files() - shm_before:
+                    if name.endswith(".zenoh"):
+                        Path("/dev/shm", name).unlink(missing_ok=True)
         if rc != 0 or not result_path.exists() or not sender_path.exists():
             tail = log_path.read_text(errors="replace")[-3000:]
             why = "timed out" if rc is None else f"exit code {rc}"
@@ -137,6 +142,13 @@ def run_dataflow(
         result = {**json.loads(result_path.read_text()), **json.loads(sender_path.read_text())}
         result["reported_drops"] = reported_drops(log_path.read_text(errors="replace"))
         return result, wall_s
+
+
+def _shm_files() -> set[str]:
+    try:
+        return set(os.listdir("/dev/shm"))
+    except FileNotFoundError:
+        return set()
 
 
 def reported_drops(log: str) -> int:
