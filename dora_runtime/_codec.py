@@ -159,17 +159,23 @@ def write_shm(arr: pa.Array, pool: ShmPool, owners: list[str]) -> tuple[Region, 
     return region, payload
 
 
-def decode(payload: list[Any], mapper: ShmMapper) -> pa.Array:
-    """Rebuild the Arrow array from ``[kind, *fields]``; shared-memory kinds are zero copy."""
+def decode(payload: list[Any], mapper: ShmMapper, copy: bool = False) -> pa.Array:
+    """Rebuild the Arrow array from ``[kind, *fields]``. Shared-memory kinds are zero copy
+    unless ``copy``: then the payload is copied out and the region released at once (for a
+    receiver that keeps messages a while, such as a recorder, so the sender can reuse it)."""
     kind = payload[0]
     if kind == "p":
         buf = pa.py_buffer(payload[3])
         return pa.Array.from_buffers(_PRIMITIVES[payload[1]], payload[2], [None, buf])
     if kind == "q":
         buf = mapper.lease(payload[1], payload[2], payload[3], payload[4])
+        if copy:
+            buf = pa.py_buffer(buf.to_pybytes())
         return pa.Array.from_buffers(_PRIMITIVES[payload[5]], payload[6], [None, buf])
     if kind == "s":
         buf = mapper.lease(payload[1], payload[2], payload[3], payload[4])
+        if copy:
+            buf = pa.py_buffer(buf.to_pybytes())
         return pa.ipc.open_stream(buf).read_next_batch().column(0)
     if kind == "i":
         return pa.ipc.open_stream(pa.py_buffer(payload[1])).read_next_batch().column(0)

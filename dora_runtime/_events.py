@@ -101,7 +101,11 @@ class EventStream:
         control: socket.socket,
         send_control: Any,
         on_receiver_exit: Any,
+        pump_after_s: float = 0.002,
     ) -> None:
+        """``pump_after_s``: how long the node may go without asking for an event before the
+        pump thread reads its sockets for it."""
+        self._pump_after_s = pump_after_s
         self._cfg = cfg
         self._mapper = mapper
         self._control = control
@@ -236,7 +240,7 @@ class EventStream:
         Nobody wakes the pump when a consumer leaves ``select`` with a message: it looks
         every few milliseconds (backing off while the node idles in ``select``) and takes the
         sockets only if the node has been busy in its own code for a while (no ``pop`` for
-        ``_PUMP_MIN_WAIT_S``). A node that handles each event quickly is back in ``pop`` before
+        ``pump_after_s``). A node that handles each event quickly is back in ``pop`` before
         that, so the pump costs no wake-up per message, and under a flood the consumer reads
         its sockets itself instead of contending with the pump for the lock.
         """
@@ -248,7 +252,7 @@ class EventStream:
                     if (
                         self._io_owner is None
                         and not self._consumers_waiting
-                        and time.monotonic() - self._last_pop >= _PUMP_MIN_WAIT_S
+                        and time.monotonic() - self._last_pop >= self._pump_after_s
                     ):
                         break
                     self._pump_cond.wait(delay)

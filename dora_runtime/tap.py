@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,11 @@ class TapMessage:
     value: pa.Array
 
 
+TAP_DEFER_S = 0.002
+"""How long a tap that was idle waits, once a message arrives, before handling it (and what
+arrived meanwhile): a recorder must not slow the nodes it records."""
+
+
 class TapClient:
     """The receiving side of a tap process. Iterate to get ``TapMessage`` until every tapped
     output has closed (all senders exited) or the daemon went away."""
@@ -71,7 +77,9 @@ class TapClient:
         self._control.connect(cfg.daemon_socket)
         self._send_control(["REG", cfg.node_id, os.getpid()])
         self._mapper = ShmMapper(cfg.shm_allowed_prefix)
-        self._events = EventStream(cfg, self._mapper, self._control, self._send_control, _ignore)
+        self._events = EventStream(
+            cfg, self._mapper, self._control, self._send_control, _ignore, pump_after_s=0.01
+        )
 
     @property
     def channels(self) -> list[str]:
@@ -90,7 +98,12 @@ class TapClient:
 
     def __iter__(self) -> Iterator[TapMessage]:
         while True:
-            item = self._events.pop(None)
+            item = self._events.pop_nowait()
+            if item is None:
+                item = self._events.pop(None)
+                # Woken by a message the dataflow's own receivers got at the same moment: let
+                # them run first instead of competing with them for the CPUs and caches.
+                time.sleep(TAP_DEFER_S)
             if item is None or item is False:
                 return
             if item.kind != "INPUT":  # STOP is ignored: a tap records until its inputs close
@@ -102,7 +115,7 @@ class TapClient:
                 publish_time_ns=frame[2],
                 cause=frame[3],
                 metadata=frame[4] or {},
-                value=decode(frame[5:], self._mapper),
+                value=decode(frame[5:], self._mapper, copy=True),
             )
 
     def _send_control(self, msg: list[Any]) -> None:

@@ -10,10 +10,14 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import dora_replay
+
+if TYPE_CHECKING:
+    from conftest import DoraRunner
 
 SENDER = textwrap.dedent(
     """
@@ -208,3 +212,32 @@ def test_live_recording_benchmark_smoke() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "frames recorded" in r.stdout
     assert "zero frames lost at 100 MiB/s ........ PASS" in r.stdout
+
+
+def test_a_recorder_does_not_hold_the_senders_shared_memory(
+    dora: DoraRunner, tmp_path: Path
+) -> None:
+    """The recorder copies each payload out and releases its region at once: a recorded sender
+    keeps reusing the same region (reused regions are what keeps its sends fast), and all of
+    it is in the file."""
+    out = tmp_path / "rec.dora"
+    r = dora.run(
+        """
+nodes:
+  - id: snd
+    path: NODES/send_seq.py
+    outputs: [out]
+    env: {COUNT: 60, PAYLOAD_BYTES: 262144, INTERVAL_S: 0.01}
+  - id: rcv
+    path: NODES/collect.py
+    inputs:
+      x: snd/out
+""",
+        "--record",
+        str(out),
+    )
+    assert r.returncode == 0, r.output
+    assert r.result("send_seq")["created"] <= 3, r.result("send_seq")
+    with dora_replay.open(out) as rec:
+        assert rec.channels["snd/out"].message_count == 60
+        assert [m.data[0].as_py() for m in rec.iter_messages()] == list(range(60))

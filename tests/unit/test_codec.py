@@ -136,6 +136,25 @@ def test_shm_payload_is_zero_copy_and_released_when_dropped(
     assert region.is_released()
 
 
+@pytest.mark.parametrize("name", ["int8", "string", "struct", "sliced_int"])
+def test_copying_decode_releases_the_region_at_once(
+    name: str, shm: tuple[ShmPool, ShmMapper]
+) -> None:
+    """What a recorder uses: the value owns a copy, so the sender gets its region back while
+    the recorder still holds the message."""
+    pool, mapper = shm
+    arr = _large(ARRAYS[name])
+    region, payload = write_shm(arr, pool, ["receiver"])
+    got = decode(_wire(payload), mapper, copy=True)
+    gc.collect()
+    assert region.is_released()
+    start, end = mapper.segment_range(region.name)
+    assert not any(start <= b.address < end for b in got.buffers() if b is not None and b.size)
+    n = payload[3]  # payload bytes of a shared-memory payload
+    region.payload(n)[:] = b"\xff" * n  # the sender reuses the region
+    _same(got, arr)
+
+
 def test_dropped_message_releases_without_reading(shm: tuple[ShmPool, ShmMapper]) -> None:
     pool, mapper = shm
     region, payload = write_shm(_large(ARRAYS["string"]), pool, ["receiver"])
