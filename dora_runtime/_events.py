@@ -111,7 +111,7 @@ class EventStream:
         self._control = control
         self._send_control = send_control
         self._on_receiver_exit = on_receiver_exit
-        lock = threading.Lock()
+        self._lock = lock = threading.Lock()  # ``with self._lock``: C-level, no Python frames
         self._cond = threading.Condition(lock)  # consumers wait here
         self._pump_cond = threading.Condition(lock)  # the pump thread waits here
         self._queues: dict[str, deque[Item]] = {i: deque() for i in cfg.inputs}
@@ -160,7 +160,7 @@ class EventStream:
         """
         self._last_pop = now = time.monotonic()
         deadline = None if timeout_s is None else now + timeout_s
-        with self._cond:
+        with self._lock:
             while True:
                 item = self._pop_locked()
                 if item is not None:
@@ -195,14 +195,15 @@ class EventStream:
             self._process(events)
         finally:
             self._io_owner = None
-            self._cond.notify_all()
+            if self._consumers_waiting:
+                self._cond.notify_all()
 
     def pop_nowait(self) -> Item | None:
-        with self._cond:
+        with self._lock:
             return self._pop_locked()
 
     def is_empty(self) -> bool:
-        with self._cond:
+        with self._lock:
             return not self._specials and not any(self._queues.values())
 
     def _ended_locked(self) -> bool:
@@ -247,7 +248,7 @@ class EventStream:
         last_report = time.monotonic()
         delay = _PUMP_MIN_WAIT_S
         while not self._closed:
-            with self._cond:
+            with self._lock:
                 while not self._closed:
                     if (
                         self._io_owner is None
@@ -264,10 +265,11 @@ class EventStream:
             try:
                 events = self._sel.wait(_DROP_REPORT_INTERVAL_S)
             finally:
-                with self._cond:
+                with self._lock:
                     self._io_owner = None
                     self._process(events)
-                    self._cond.notify_all()
+                    if self._consumers_waiting:
+                        self._cond.notify_all()
             now = time.monotonic()
             if now - last_report >= _DROP_REPORT_INTERVAL_S:
                 last_report = now
@@ -457,7 +459,7 @@ class EventStream:
 
     def close(self) -> None:
         """Stop the pump thread and close every connection."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True

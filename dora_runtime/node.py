@@ -27,6 +27,7 @@ from dora_runtime import _framing
 from dora_runtime._codec import decode, to_arrow
 from dora_runtime._config import EdgeConfig, NodeConfig
 from dora_runtime._events import EventStream, Item
+from dora_runtime._framing import decode_body
 from dora_runtime._ids import uuid7
 from dora_runtime._metadata import check_metadata
 from dora_runtime._raw import SampleHandler
@@ -121,7 +122,7 @@ class Node:
     def _to_event(self, item: Item) -> dict[str, Any]:
         if item.kind != "INPUT":
             return {"type": item.kind, "id": item.input_id, "kind": "dora"}
-        frame = item.fields()
+        frame = decode_body(item.frame)
         _, seq, publish_ns, _cause, metadata = frame[:5]
         value = decode(frame[5:], self._mapper)
         md = dict(metadata) if metadata else {}
