@@ -47,7 +47,8 @@ def free_endpoint(host: str = "127.0.0.1") -> str:
 
 
 def zenoh_config(listen: str, connect: list[str]) -> Any:
-    """Peer mode, explicit endpoints, no scouting; connections retried in the background."""
+    """Peer mode, explicit endpoints, no scouting, no Zenoh shared memory; connections retried
+    in the background."""
     import zenoh
 
     c = zenoh.Config()
@@ -61,6 +62,9 @@ def zenoh_config(listen: str, connect: list[str]) -> Any:
     )
     c.insert_json5("scouting/multicast/enabled", "false")
     c.insert_json5("scouting/gossip/enabled", "false")
+    # Zenoh's own shared-memory transport is unused (payloads cross machines inline) and leaves
+    # a ``<n>.zenoh`` file in /dev/shm behind a process that is killed.
+    c.insert_json5("transport/shared_memory/enabled", "false")
     return c
 
 
