@@ -46,7 +46,10 @@ def repair(
 ) -> RepairReport:
     """Scan ``path`` frame by frame, keep every intact chunk and write them with a fresh footer to
     ``output`` (default: replace ``path`` atomically). ``progress(done, total)`` is called with
-    byte counts. Raises ``RecordingCorruptError`` when the file has no readable header."""
+    byte counts. Raises ``RecordingCorruptError`` when the file has no readable header. An
+    ``output`` that is ``path`` itself (same file) means in place."""
+    if output is not None and Path(output).exists() and os.path.samefile(output, path):
+        output = None  # writing it directly would truncate the file being read
     src = PartFile(path, force_scan=True)
     out = Path(output) if output is not None else src.path.with_name(src.path.name + ".repair")
     report = RepairReport(src.path, Path(output) if output is not None else src.path)

@@ -151,6 +151,19 @@ def test_repair_to_another_file_keeps_the_original(tmp_path: Path) -> None:
         assert len(seqs(rec)) == 120
 
 
+def test_repair_with_output_naming_the_input_repairs_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "run.dora"
+    make(path)
+    full = path.read_bytes()
+    path.write_bytes(full[:-1000])
+    (tmp_path / "sub").mkdir()
+    report = repair(path, tmp_path / "sub" / ".." / "run.dora")
+    assert report.messages_recovered > 0
+    assert report.messages_recovered + report.lost_messages == 120
+    with dora_replay.open(path) as rec:
+        assert rec.clean and len(seqs(rec)) == report.messages_recovered
+
+
 CHILD = textwrap.dedent(
     """
     import sys, time
