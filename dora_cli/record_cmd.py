@@ -108,13 +108,15 @@ def record_dataflow(
     topics: str | None = typer.Option(None, "--topics", help="Record only these outputs: a/x,b/y"),
     compression: str = typer.Option("zstd", "--compression", help="zstd, zstd:LEVEL, lz4 or none"),
     chunk_size: str | None = typer.Option(
-        None, "--chunk-size", help="Uncompressed bytes per chunk (4MiB)."
+        None, "--chunk-size", help="Uncompressed bytes per chunk (default 4MiB)."
     ),
     split_size: str | None = typer.Option(
-        None, "--split-size", help="Start a new file past this size (1GB)."
+        None, "--split-size", help="Start a new file past this size, e.g. 1GB (default: one file)."
     ),
     split_duration: str | None = typer.Option(
-        None, "--split-duration", help="Start a new file every S (10m)."
+        None,
+        "--split-duration",
+        help="Start a new file every DURATION, e.g. 10m (default: one file).",
     ),
     meta: list[str] = typer.Option(
         [], "--meta", help="KEY=VALUE stored in the header; repeatable."

@@ -80,19 +80,12 @@ def _time(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 def info(
     path: Annotated[Path, typer.Argument(help="Recording (.dora), first part, or glob of parts.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
     """Summarize a recording: times, channels (count, rate, size, type, drops), nodes, losses."""
+    from dora_replay._units import human_size
     from dora_replay.info import recording_info
 
     with _errors(path):
@@ -112,7 +105,7 @@ def info(
         soft_wrap=True,
     )
     console.print(
-        f"{rec.message_count} messages in {rec.chunk_count} chunks, {_size(rec.file_bytes)}, "
+        f"{rec.message_count} messages in {rec.chunk_count} chunks, {human_size(rec.file_bytes)}, "
         f"{rec.compression} ratio {rec.compression_ratio:.2f}"
         + ("" if rec.clean else "  [yellow](no footer: not closed cleanly, index rebuilt)[/]"),
         soft_wrap=True,
@@ -126,16 +119,18 @@ def info(
             c.name,
             str(c.message_count),
             f"{c.rate_hz:.1f}",
-            _size(c.data_bytes),
-            _size(c.compressed_bytes),
+            human_size(c.data_bytes),
+            human_size(c.compressed_bytes),
             str(c.drops),
         )
         for c in rec.channels
     ]
     # Plain aligned columns, one line per channel: only the Arrow type is cut to the terminal
-    # width (`dora info --json` has it whole).
+    # width (whole when piped, and in `dora info --json`).
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(heads)]
     room = max(12, console.width - sum(w + 2 for w in widths) - 1)
+    if not console.is_terminal:
+        room = 1 << 30  # piped: whole types
 
     def line(cells: tuple[str, ...], last: str) -> str:
         text = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
@@ -144,6 +139,14 @@ def info(
     console.print(line(heads, "arrow type"), style="bold", highlight=False, soft_wrap=True)
     for c, row in zip(rec.channels, rows, strict=True):
         console.print(line(row, " | ".join(c.arrow_types)), highlight=False, soft_wrap=True)
+    if any(c.compressed_bytes > c.data_bytes for c in rec.channels):
+        console.print(
+            "(compressed > size: each chunk also holds times, seq, metadata and its Arrow "
+            "schema, which outweigh small payloads)",
+            style="dim",
+            highlight=False,
+            soft_wrap=True,
+        )
     for p in rec.problems:
         console.print(f"[red]lost:[/] {p}")
     if rec.problems:

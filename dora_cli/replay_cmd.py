@@ -142,7 +142,7 @@ def replay(
     if result.failures:
         raise typer.Exit(1)
     if assert_ and not result.comparison.ok:
-        typer.secho("outputs differ from the recording", fg="red", err=True)
+        typer.secho("error: outputs differ from the recording (see above)", fg="red", err=True)
         raise typer.Exit(1)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dora_replay._units import human_size
 from dora_replay.errors import RecordingError
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ def _record(tap: TapClient, writer: Writer, opts: RecordOptions) -> int:
     parts = ", ".join(str(p) for p in st.parts) or opts.output
     print(
         f"recorded {st.messages} message(s) on {len(st.channels)} channel(s) to {parts} "
-        f"({st.bytes_written / 2**20:.1f} MiB on disk from {st.bytes_in / 2**20:.1f} MiB)",
+        f"({human_size(st.bytes_written)} on disk from {human_size(st.bytes_in)})",
         flush=True,
     )
     if dropped:

@@ -111,9 +111,10 @@ def targets(med: dict[str, dict[str, float]], memory: dict) -> list[tuple[str, s
     return res
 
 
-def render(med: dict, memory: dict, console: Console | None = None) -> None:
+def render(med: dict, memory: dict, console: Console | None = None, note: str = "") -> None:
     console = console or Console(width=max(Console().width, 110))
-    table = Table(title="dora-py vs dora-rs 1.1.0 (medians over repetitions)")
+    who = "dora-py vs dora-rs 1.1.0" if med.get(REF) else "dora-py (no --vs-dora-rs: ratios n/a)"
+    table = Table(title=f"{who} (medians over repetitions){note}")
     for col in ("metric", OURS, REF, "ours/dora-rs", "floor (shm+eventfd)"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for row in rows_of(med) + memory_rows(memory):
