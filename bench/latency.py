@@ -257,20 +257,61 @@ def bench_memory(side: Side, settings: Settings) -> dict[str, float]:
     return out
 
 
-def run_side(side: Side, settings: Settings) -> dict[str, float]:
-    """One repetition of every case on one runtime; flat {row name: figure}."""
-    rows: dict[str, float] = {}
-    for raw in (False, True):
+def cases(settings: Settings) -> list:
+    """Every case of a repetition, each a function ``side -> {row name: figure}``."""
+
+    def latency(raw: bool):
         method = "send_output_raw" if raw else "send_output"
-        for size, lat in bench_latency(side, settings, raw).items():
-            us = np.array(lat) / 1e3
-            for q in (50, 90, 99):
-                rows[f"{method} {_fmt_size(size)} p{q} (us)"] = float(np.percentile(us, q))
-    for label, policy in (("default", None), ("backpressure", "backpressure")):
-        for k, v in bench_throughput(side, settings, policy).items():
-            rows[f"8 B {label} {k}"] = v
-    rows["startup dora run wall (s)"] = bench_startup(side, settings)
-    return rows
+
+        def run(side: Side) -> dict[str, float]:
+            rows = {}
+            for size, lat in bench_latency(side, settings, raw).items():
+                us = np.array(lat) / 1e3
+                for q in (50, 90, 99):
+                    rows[f"{method} {_fmt_size(size)} p{q} (us)"] = float(np.percentile(us, q))
+            return rows
+
+        return run
+
+    def throughput(label: str, policy: str | None):
+        def run(side: Side) -> dict[str, float]:
+            got = bench_throughput(side, settings, policy)
+            return {f"8 B {label} {k}": v for k, v in got.items()}
+
+        return run
+
+    def startup(side: Side) -> dict[str, float]:
+        return {"startup dora run wall (s)": bench_startup(side, settings)}
+
+    return [
+        latency(False),
+        latency(True),
+        throughput("default", None),
+        throughput("backpressure", "backpressure"),
+        startup,
+    ]
+
+
+def run_repetition(
+    sides: list[Side], settings: Settings, first: int, errors: list[str]
+) -> dict[str, dict[str, float]]:
+    """One repetition, case by case: each case runs on every side back to back (sides in turn
+    first, from ``first``), so the host's slow swings hit both sides of a ratio alike. A side
+    whose run fails is left out of this repetition."""
+    order = sides[first % len(sides) :] + sides[: first % len(sides)]
+    rows: dict[str, dict[str, float]] = {s.name: {} for s in sides}
+    failed: set[str] = set()
+    for case in cases(settings):
+        for side in order:
+            if side.name in failed:
+                continue
+            try:
+                rows[side.name].update(case(side))
+            except RunError as e:
+                errors.append(str(e))
+                print(e, file=sys.stderr)
+                failed.add(side.name)
+    return {name: r for name, r in rows.items() if name not in failed}
 
 
 def run_floor(settings: Settings) -> dict[str, float]:
@@ -325,13 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     raw["floor"] = []
     errors: list[str] = []
     for rep in range(args.repeat):
-        for side in sides:
-            print(f"[{rep + 1}/{args.repeat}] {side.name} ...", flush=True)
-            try:
-                raw[side.name].append(run_side(side, settings))
-            except RunError as e:
-                errors.append(str(e))
-                print(e, file=sys.stderr)
+        names = " and ".join(s.name for s in sides)
+        print(f"[{rep + 1}/{args.repeat}] {names}, case by case ...", flush=True)
+        for name, rows in run_repetition(sides, settings, rep, errors).items():
+            raw[name].append(rows)
         print(f"[{rep + 1}/{args.repeat}] floor ...", flush=True)
         raw["floor"].append(run_floor(settings))
     memory = {}
