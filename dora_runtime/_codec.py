@@ -167,15 +167,12 @@ def decode(payload: list[Any], mapper: ShmMapper, copy: bool = False) -> pa.Arra
     if kind == "p":
         buf = pa.py_buffer(payload[3])
         return pa.Array.from_buffers(_PRIMITIVES[payload[1]], payload[2], [None, buf])
-    if kind == "q":
+    if kind == "q" or kind == "s":
         buf = mapper.lease(payload[1], payload[2], payload[3], payload[4])
         if copy:
             buf = pa.py_buffer(buf.to_pybytes())
-        return pa.Array.from_buffers(_PRIMITIVES[payload[5]], payload[6], [None, buf])
-    if kind == "s":
-        buf = mapper.lease(payload[1], payload[2], payload[3], payload[4])
-        if copy:
-            buf = pa.py_buffer(buf.to_pybytes())
+        if kind == "q":
+            return pa.Array.from_buffers(_PRIMITIVES[payload[5]], payload[6], [None, buf])
         return pa.ipc.open_stream(buf).read_next_batch().column(0)
     if kind == "i":
         return pa.ipc.open_stream(pa.py_buffer(payload[1])).read_next_batch().column(0)

@@ -45,11 +45,6 @@ class Item:
     input_id: str
     frame: bytes | None = None
 
-    def fields(self) -> list[Any]:
-        """``[tag, seq, publish_time_ns, cause, metadata, kind, *payload]``."""
-        assert self.frame is not None
-        return decode_body(self.frame)
-
 
 class _Conn:
     __slots__ = ("sock", "buf", "input_id", "source")

@@ -16,15 +16,18 @@ import msgpack
 
 from dora_runtime.errors import TransportError
 
-LEN = _LEN = struct.Struct("<I")
-"""The frame length prefix."""
+_LEN = struct.Struct("<I")
 MAX_FRAME = 64 * 1024 * 1024
 """Largest accepted frame body in bytes. Payloads this big belong in shared memory."""
 
 
 def encode(obj: Any) -> bytes:
     """Encode one message as a complete frame (length prefix included)."""
-    body = msgpack.packb(obj, use_bin_type=True)
+    return frame(msgpack.packb(obj, use_bin_type=True))
+
+
+def frame(body: bytes) -> bytes:
+    """A complete frame around an already packed msgpack ``body``."""
     return _LEN.pack(len(body)) + body
 
 

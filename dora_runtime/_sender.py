@@ -67,10 +67,11 @@ class _Output:
     """Per-output state: the sequence counter and the edges, with the live ones precomputed
     (recomputed only when an edge changes) so a send walks no lists it does not need."""
 
-    __slots__ = ("seq", "edges", "live", "owners", "backpressure", "stale")
+    __slots__ = ("seq", "edges", "live", "owners", "backpressure", "stale", "pool")
 
-    def __init__(self, edges: list[_Edge]) -> None:
+    def __init__(self, edges: list[_Edge], pool: ShmPool) -> None:
         self.seq = 0
+        self.pool = pool
         self.edges = edges
         for e in edges:
             e.out = self
@@ -85,6 +86,12 @@ class _Output:
             self.stale = False
         return self.live
 
+    def acquire(self, nbytes: int) -> Region:
+        """A pool region for a message to the live edges, once backpressure allows it."""
+        for e in self.backpressure:
+            e.wait_for_room()
+        return self.pool.acquire(nbytes, self.owners)
+
 
 class Sender:
     """Thread-safe sender for every declared output of a node."""
@@ -96,7 +103,8 @@ class Sender:
         self._node_id = cfg.node_id
         self._packer = msgpack.Packer(use_bin_type=True)  # used under the lock only
         for output, edges in cfg.outputs.items():
-            self._outs[output] = _Output([self._connect(cfg.node_id, output, e) for e in edges])
+            edges_out = [self._connect(cfg.node_id, output, e) for e in edges]
+            self._outs[output] = _Output(edges_out, pool)
 
     @staticmethod
     def _connect(node_id: str, output: str, e: EdgeConfig) -> _Edge:
@@ -159,8 +167,7 @@ class Sender:
             live = out.refresh()
             if not live:
                 return seq
-            self._acquire_out = out
-            region, payload = encode_payload(arr, self._acquire)
+            region, payload = encode_payload(arr, out.acquire)
             head = ["M", seq, time.time_ns(), cause, metadata]
             if region is None:
                 frame = self._frame(head + payload)
@@ -171,16 +178,8 @@ class Sender:
             self._fan_out(live, head, payload, region)
             return seq
 
-    def _acquire(self, nbytes: int) -> Region:
-        """A pool region for the output being sent (``_acquire_out``), after backpressure."""
-        out = self._acquire_out
-        for e in out.backpressure:
-            e.wait_for_room()
-        return self._pool.acquire(nbytes, out.owners)
-
     def _frame(self, obj: list[Any]) -> bytes:
-        body = self._packer.pack(obj)
-        return _framing.LEN.pack(len(body)) + body
+        return _framing.frame(self._packer.pack(obj))
 
     def send_region(
         self,
@@ -203,8 +202,7 @@ class Sender:
         out = self._outs.get(output_id) or self._unknown_output(output_id)
         with self._lock:
             live = out.refresh()
-            self._acquire_out = out
-            return self._acquire(length), live
+            return out.acquire(length), live
 
     def _fan_out(
         self, live: list[_Edge], head: list[Any], payload: list[Any], region: Region

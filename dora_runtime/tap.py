@@ -24,6 +24,7 @@ from dora_runtime import _framing
 from dora_runtime._codec import decode
 from dora_runtime._config import NodeConfig
 from dora_runtime._events import EventStream
+from dora_runtime._framing import decode_body
 from dora_runtime._shm import ShmMapper
 from dora_runtime.errors import NodeError
 
@@ -108,7 +109,7 @@ class TapClient:
                 return
             if item.kind != "INPUT":  # STOP is ignored: a tap records until its inputs close
                 continue
-            frame = item.fields()
+            frame = decode_body(item.frame)
             yield TapMessage(
                 channel=item.input_id,
                 seq=frame[1],
