@@ -7,7 +7,22 @@ from collections.abc import Callable
 
 import typer
 
+from dora_runtime.errors import DescriptorError
+
 _COLORS = ["cyan", "green", "yellow", "magenta", "blue", "bright_cyan", "bright_green"]
+
+
+def print_problems(e: DescriptorError) -> None:
+    """A dataflow file's problems (``dora validate`` and every command that loads one): one
+    problem is one ``error: FILE:LINE: message`` line; several get a ``FILE:LINE: message``
+    line each, then ``error: N problems found in FILE``."""
+    lines = str(e).splitlines()
+    if len(lines) == 1:
+        typer.secho(f"error: {lines[0]}", fg="red", err=True)
+        return
+    for line in lines:
+        typer.secho(line, fg="red", err=True)
+    typer.secho(f"error: {len(e.problems)} problems found in {e.path}", fg="red", err=True)
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -59,12 +59,18 @@ recording_cmds.register(app)  # info, export, import
 
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: errors become one line, tracebacks only with ``--debug``."""
-    from dora_runtime.errors import DoraError
+    from dora_cli._common import print_problems
+    from dora_runtime.errors import DescriptorError, DoraError
 
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
         return app(args=args, prog_name="dora")
+    except DescriptorError as e:
+        if debug:
+            traceback.print_exc()
+        print_problems(e)
+        sys.exit(1)
     except DoraError as e:
         if debug:
             traceback.print_exc()

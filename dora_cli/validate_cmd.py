@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from dora_cli._common import print_problems
+
 
 def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
@@ -23,10 +25,7 @@ def validate(
     try:
         descriptor = load_descriptor(dataflow)
     except DescriptorError as e:
-        for line in str(e).splitlines():
-            typer.secho(line, fg="red", err=True)
-        n = len(e.problems)
-        typer.secho(f"{n} problem{'s' if n != 1 else ''} found", err=True)
+        print_problems(e)
         raise typer.Exit(1) from None
     n = len(descriptor.nodes)
     typer.echo(f"OK: {dataflow} ({n} node{'s' if n != 1 else ''})")

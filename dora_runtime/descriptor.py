@@ -129,4 +129,13 @@ def load_descriptor(path: str | Path) -> Descriptor:
         raise DescriptorError(str(path), [(None, "file not found; check the path")]) from None
     except IsADirectoryError:
         raise DescriptorError(str(path), [(None, "is a directory, expected a YAML file")]) from None
+    except UnicodeDecodeError:
+        hint = (
+            "a .dora recording is replayed with `dora replay`"
+            if p.suffix == ".dora"
+            else "pass the dataflow's .yml file"
+        )
+        raise DescriptorError(
+            str(path), [(None, f"is not a text file, expected a dataflow YAML file ({hint})")]
+        ) from None
     return parse_descriptor(text, base_dir=p.resolve().parent, path=p)

@@ -96,3 +96,27 @@ def test_logs_default_to_out_dataflow_id_next_to_the_file(tmp_path: Path) -> Non
     assert len(run_dir.name) == 36  # the dataflow id (a UUID)
     assert (run_dir / "log_talker.txt").read_text() == "said-this\n"
     assert str(run_dir) in r.stdout
+
+
+def test_a_binary_file_as_dataflow_is_a_one_line_error(tmp_path: Path) -> None:
+    rec = tmp_path / "run.dora"
+    rec.write_bytes(b"\x89DORA\x00\xff\xfe" * 64)
+    for verb in ("run", "validate"):
+        r = dora(verb, str(rec))
+        assert_one_line_error(r, "run.dora", "not a text file", "dora replay")
+        assert r.returncode == 1
+
+
+def test_run_lists_every_problem_like_validate(tmp_path: Path) -> None:
+    df = tmp_path / "df.yml"
+    df.write_text(
+        "nodes:\n  - id: a\n    path: missing_a.py\n  - id: b\n    path: missing_b.py\n"
+        "    inputs:\n      x: a/nope\n"
+    )
+    run, validate = dora("run", str(df)), dora("validate", str(df))
+    assert run.returncode == validate.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert run.stderr == validate.stderr  # the same listing from both commands
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) >= 3 and all(line.startswith(f"{df}:") for line in lines[:-1])
+    assert lines[-1] == f"error: {len(lines) - 1} problems found in {df}"
