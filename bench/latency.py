@@ -382,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
                 errors.append(str(e))
                 print(e, file=sys.stderr)
     med = {name: medians(reps) for name, reps in raw.items() if reps}
-    render(med, memory, note=" [--quick: tiny counts, not figures]" if args.quick else "")
+    note = " [--quick: tiny counts, not figures]" if args.quick else ""
+    render(med, memory, note=note, quick=args.quick)
     if args.json:
         args.json.write_text(json.dumps({"raw": raw, "memory": memory}, indent=1))
     if args.write_results:

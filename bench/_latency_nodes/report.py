@@ -111,16 +111,25 @@ def targets(med: dict[str, dict[str, float]], memory: dict) -> list[tuple[str, s
     return res
 
 
-def render(med: dict, memory: dict, console: Console | None = None, note: str = "") -> None:
+def render(
+    med: dict, memory: dict, console: Console | None = None, note: str = "", quick: bool = False
+) -> None:
+    """The figures table, then the targets (not under ``--quick``: tiny counts say nothing)."""
     console = console or Console(width=max(Console().width, 110))
-    who = "dora-py vs dora-rs 1.1.0" if med.get(REF) else "dora-py (no --vs-dora-rs: ratios n/a)"
+    versus = bool(med.get(REF))
+    who = "dora-py vs dora-rs 1.1.0" if versus else "dora-py alone (add --vs-dora-rs for ratios)"
     table = Table(title=f"{who} (medians over repetitions){note}")
-    for col in ("metric", OURS, REF, "ours/dora-rs", "floor (shm+eventfd)"):
-        table.add_column(col, justify="left" if col == "metric" else "right")
+    cols = ("metric", OURS, REF, "ours/dora-rs", "floor (shm+eventfd)")
+    keep = [i for i, c in enumerate(cols) if versus or c not in (REF, "ours/dora-rs")]
+    for i in keep:
+        table.add_column(cols[i], justify="left" if i == 0 else "right")
     for row in rows_of(med) + memory_rows(memory):
-        table.add_row(*row)
+        table.add_row(*(row[i] for i in keep))
     console.print(table)
-    t = Table(title="targets")
+    if quick:
+        console.print("targets: not evaluated (--quick runs tiny counts to check the bench runs)")
+        return
+    t = Table(title="targets" + ("" if versus else " (ratios to dora-rs need --vs-dora-rs)"))
     for col in ("target", "measured", "verdict"):
         t.add_column(col)
     for row in targets(med, memory):

@@ -29,6 +29,7 @@ def test_bench_quick_runs_on_our_runtime(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     assert "send_output 4 KiB p50 (us)" in proc.stdout
+    assert "targets: not evaluated" in proc.stdout and "FAIL" not in proc.stdout
     raw = json.loads(raw_json.read_text())["raw"]
     (ours,) = raw["dora-py"]
     for size in ("4 KiB", "64 KiB", "1 MiB", "4 MiB"):
