@@ -108,7 +108,7 @@ def daemon(
 
 
 def start(
-    dataflow: Path = typer.Argument(..., help="The dataflow YAML file."),
+    dataflow: Path = typer.Argument(..., metavar="DATAFLOW", help="The dataflow YAML file."),
     name: str | None = typer.Option(None, "--name", help="A name to refer to it by."),
     attach: bool = typer.Option(False, "--attach", help="Stream its logs until it ends."),
     record: Path | None = typer.Option(None, "--record", help="Record it to this .dora file."),
@@ -207,8 +207,8 @@ def _fmt_uptime(s: float) -> str:
 
 
 def logs(
-    dataflow: str = typer.Argument(..., help="Dataflow name or id."),
-    node: str | None = typer.Argument(None, help="Only this node (default: all)."),
+    dataflow: str = typer.Argument(..., metavar="DATAFLOW", help="Dataflow name or id."),
+    node: str | None = typer.Argument(None, metavar="NODE", help="Only this node (default: all)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new lines."),
     url: str | None = _COORD,
 ) -> None:
@@ -230,7 +230,7 @@ def logs(
 
 
 def stop(
-    dataflow: str = typer.Argument(..., help="Dataflow name or id."),
+    dataflow: str = typer.Argument(..., metavar="DATAFLOW", help="Dataflow name or id."),
     grace: str = typer.Option("5s", "--grace", help="Time after STOP before nodes are killed."),
     url: str | None = _COORD,
 ) -> None:
@@ -247,7 +247,9 @@ def stop(
 
 
 def record_running(
-    dataflow: str = typer.Argument(..., help="Name or id of a running dataflow."),
+    dataflow: str = typer.Argument(
+        ..., metavar="DATAFLOW", help="Name or id of a running dataflow."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="The .dora file to write."),
     nodes: str | None = typer.Option(None, "--nodes", help="Record only these nodes: a,b"),
     topics: str | None = typer.Option(None, "--topics", help="Record only these outputs: a/x"),

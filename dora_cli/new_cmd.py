@@ -73,7 +73,9 @@ _SNIPPET = """  - id: {name}
 @app.command("node")
 def new_node(
     name: str = typer.Argument(
-        ..., help="Node id; the file is NAME.py, with '-' turned into '_' (my-node -> my_node.py)."
+        ...,
+        metavar="NAME",
+        help="Node id; the file is NAME.py, with '-' turned into '_' (my-node -> my_node.py).",
     ),
     directory: Path = typer.Option(Path("."), "--dir", help="Where to create NAME.py."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
