@@ -126,7 +126,11 @@ def record_dataflow(
     ),
     log_dir: Path | None = typer.Option(None, "--log-dir", help="Where per-node log files go."),
     grace: str = typer.Option("5s", "--grace", help="After STOP, time before nodes are killed."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace OUTPUT if it exists (with --split-*: also every part OUTPUT_001... of it).",
+    ),
 ) -> None:
     """Run DATAFLOW and record every message its nodes send (or a selection) to a .dora file.
 
@@ -157,11 +161,14 @@ def repair(
     output: Path | None = typer.Option(
         None, "-o", "--output", help="Write here instead of in place."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace OUTPUT if it is another file that exists."
+    ),
 ) -> None:
     """Rewrite a crashed or damaged recording with a fresh index; says what was recovered and lost."""
     from dora_cli.recording_cmds import repair_command
 
-    repair_command(path, output)
+    repair_command(path, output, overwrite)
 
 
 def _split(value: str | None) -> list[str] | None:

@@ -46,6 +46,8 @@ def _errors(path: Path) -> Iterator[None]:
     except RecordingCorruptError as e:
         fail(f"{e}")
     except RecordingError as e:
+        if getattr(e, "output", None) is not None:  # an output that must not be replaced
+            fail(f"{e}")
         fail(f"{e}; check the path, or run `dora record repair {path}` if the file is damaged")
     except OSError as e:
         fail(f"{e.filename or path}: {e.strerror or e}")
@@ -90,6 +92,8 @@ def info(
 
     with _errors(path):
         rec = recording_info(str(path))
+    for line in rec.warnings:
+        _warn(line)
     if as_json:
         typer.echo(json.dumps(rec.to_dict(), indent=2))
         return
@@ -156,47 +160,52 @@ def info(
         )
 
 
+_OVERWRITE = typer.Option("--overwrite", help="Replace OUTPUT if it exists.")
+
+
+def _warn(line: str) -> None:
+    typer.secho(f"warning: {line}", fg="yellow", err=True)
+
+
 def export(
     path: Annotated[Path, typer.Argument(help="Recording to export.")],
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="mcap or parquet.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="MCAP file or Parquet dir.")],
+    overwrite: Annotated[bool, _OVERWRITE] = False,
 ) -> None:
     """Export to MCAP (JSON messages, viewable in Foxglove) or Parquet (one file per channel)."""
     with _errors(path), _progress(f"export {fmt.value}") as progress:
         if fmt is ExportFormat.mcap:
             from dora_replay._export_mcap import export_mcap
 
-            n = export_mcap(path, output, progress)
+            n = export_mcap(path, output, progress, overwrite=overwrite, warn=_warn)
             typer.echo(f"wrote {n} messages to {output}")
         else:
             from dora_replay._export_parquet import export_parquet
 
-            files = export_parquet(path, output, progress)
+            files = export_parquet(path, output, progress, overwrite=overwrite, warn=_warn)
             typer.echo(f"wrote {len(files)} Parquet file(s) under {output}")
     _warn_losses(path)
 
 
 def _warn_losses(path: Path) -> None:
     """A damaged source exports what is readable; say what was not."""
-    import dora_replay
+    from dora_replay.info import open_checked
 
-    rec = dora_replay.open(path)
-    try:
+    rec, _ = open_checked(path)
+    with rec:
         if rec.problems:
-            typer.secho(
-                f"warning: {path} is damaged: {sum(p.lost_messages or 0 for p in rec.problems)} "
+            _warn(
+                f"{path} is damaged: {sum(p.lost_messages or 0 for p in rec.problems)} "
                 "message(s) could not be read "
-                "and are not in the export (`dora info` lists the damage)",
-                fg="yellow",
-                err=True,
+                "and are not in the export (`dora info` lists the damage)"
             )
-    finally:
-        rec.close()
 
 
 def import_(
     path: Annotated[Path, typer.Argument(help="MCAP file (rosbag2 MCAP with CDR works).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The .dora file to write.")],
+    overwrite: Annotated[bool, _OVERWRITE] = False,
 ) -> None:
     """Import an MCAP file (e.g. a rosbag2 .mcap) as a .dora recording."""
     if not path.exists():
@@ -205,7 +214,7 @@ def import_(
 
     try:
         with _errors(path), _progress("import") as progress:
-            report = import_mcap(path, output, progress)
+            report = import_mcap(path, output, progress, overwrite=overwrite)
     except typer.Exit:
         raise
     except Exception as e:  # the mcap package raises its own types for damaged files
@@ -214,11 +223,12 @@ def import_(
     typer.echo(f"imported {report.messages} messages on {len(report.channels)} channels{raw}")
 
 
-def repair_command(path: Path, output: Path | None = None) -> Any:
-    """``dora record repair PATH [-o OUTPUT]``: rewrite with a fresh index, report what was lost."""
+def repair_command(path: Path, output: Path | None = None, overwrite: bool = False) -> Any:
+    """``dora record repair PATH [-o OUTPUT] [--overwrite]``: rewrite with a fresh index, report
+    what was lost."""
     from dora_replay.repair import repair
 
     with _errors(path), _progress("repair") as progress:
-        report = repair(path, output, progress)
+        report = repair(path, output, progress, overwrite=overwrite)
     typer.echo(report.summary())
     return report

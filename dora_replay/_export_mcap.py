@@ -6,12 +6,14 @@ import base64
 import json
 import os
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from dora_replay._jsonify import array_to_json, message_schema
-from dora_replay._recording import open as open_recording
+from dora_replay._recording import Recording
+from dora_replay._sink import check_output, replacing
+from dora_replay.info import Source, open_checked
 
 ARROW_TYPE_KEY = "dora.arrow_type"
 """MCAP channel metadata key: base64 Arrow IPC schema with one field ``data`` of the array type."""
@@ -26,53 +28,67 @@ def arrow_type_from_token(token: str) -> pa.DataType:
 
 
 def export_mcap(
-    source: str | os.PathLike[str],
+    source: Source,
     output: str | os.PathLike[str],
     progress: Callable[[int, int], None] | None = None,
+    *,
+    overwrite: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> int:
     """Write every message of ``source`` to the MCAP file ``output``; returns the message count.
 
     One MCAP channel per dora channel and Arrow type (topic = ``node/output``), JSON Schema
     schemas, log/publish times kept, the dataflow and metadata in an MCAP metadata record
-    named ``dora``. ``progress(done, total)`` counts messages."""
+    named ``dora``. ``progress(done, total)`` counts messages; ``warn`` gets a line for each
+    file of another recording left out (see :func:`~dora_replay.info.open_checked`). Raises
+    ``RecordingError`` if ``output`` exists (unless ``overwrite``) or is a file being read;
+    ``output`` is only replaced once the export is complete."""
     from mcap.writer import CompressionType, Writer
 
-    out = Path(output)
-    with open_recording(source) as rec, out.open("wb") as f:
-        w = Writer(f, compression=CompressionType.ZSTD)
-        w.start(profile="", library="dora-py")
-        meta = {f"meta.{k}": v for k, v in rec.metadata.items()}
-        meta.update(
-            dataflow_yaml=rec.dataflow_yaml,
-            start_time_ns=str(rec.start_time_ns),
-            recording_id=rec.header.recording_id,
-        )
-        w.add_metadata("dora", meta)
-        ids: dict[tuple[str, pa.DataType], int] = {}
-        total = rec.message_count
-        for i, msg in enumerate(rec.iter_messages()):
-            key = (msg.channel, msg.data.type)
-            cid = ids.get(key)
-            if cid is None:
-                schema = json.dumps(message_schema(msg.data.type)).encode()
-                sid = w.register_schema(f"dora/{msg.data.type}", "jsonschema", schema)
-                cid = ids[key] = w.register_channel(
-                    msg.channel, "json", sid, {ARROW_TYPE_KEY: arrow_type_token(msg.data.type)}
-                )
-            doc = {
-                "data": array_to_json(msg.data),
-                "seq": msg.seq,
-                "cause": msg.cause,
-                "metadata": msg.metadata,
-            }
-            w.add_message(
-                cid,
-                log_time=msg.log_time_ns,
-                data=json.dumps(doc, separators=(",", ":")).encode(),
-                publish_time=msg.publish_time_ns,
-                sequence=msg.seq & 0xFFFFFFFF,
+    rec, warnings = open_checked(source)
+    with rec:
+        check_output(output, overwrite, reading=rec.paths)
+        for line in warnings if warn is not None else ():
+            warn(line)
+        with replacing(output) as tmp, tmp.open("wb") as f:
+            return _write(rec, Writer(f, compression=CompressionType.ZSTD), progress)
+
+
+def _write(rec: Recording, w: Any, progress: Callable[[int, int], None] | None) -> int:
+    """Write ``rec`` with the MCAP writer ``w``; returns the message count."""
+    w.start(profile="", library="dora-py")
+    meta = {f"meta.{k}": v for k, v in rec.metadata.items()}
+    meta.update(
+        dataflow_yaml=rec.dataflow_yaml,
+        start_time_ns=str(rec.start_time_ns),
+        recording_id=rec.header.recording_id,
+    )
+    w.add_metadata("dora", meta)
+    ids: dict[tuple[str, pa.DataType], int] = {}
+    total = rec.message_count
+    for i, msg in enumerate(rec.iter_messages()):
+        key = (msg.channel, msg.data.type)
+        cid = ids.get(key)
+        if cid is None:
+            schema = json.dumps(message_schema(msg.data.type)).encode()
+            sid = w.register_schema(f"dora/{msg.data.type}", "jsonschema", schema)
+            cid = ids[key] = w.register_channel(
+                msg.channel, "json", sid, {ARROW_TYPE_KEY: arrow_type_token(msg.data.type)}
             )
-            if progress is not None and (i % 1000 == 0 or i + 1 == total):
-                progress(i + 1, total)
-        w.finish()
-        return total
+        doc = {
+            "data": array_to_json(msg.data),
+            "seq": msg.seq,
+            "cause": msg.cause,
+            "metadata": msg.metadata,
+        }
+        w.add_message(
+            cid,
+            log_time=msg.log_time_ns,
+            data=json.dumps(doc, separators=(",", ":")).encode(),
+            publish_time=msg.publish_time_ns,
+            sequence=msg.seq & 0xFFFFFFFF,
+        )
+        if progress is not None and (i % 1000 == 0 or i + 1 == total):
+            progress(i + 1, total)
+    w.finish()
+    return total

@@ -6,7 +6,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from dora_replay._recording import open as open_recording
+from dora_replay._sink import check_output
+from dora_replay.info import Source, open_checked
+
+CHANNEL_KEY = b"dora.channel"
+"""Parquet schema metadata key naming the dora channel a file was exported from."""
 
 
 def parquet_path(directory: Path, channel: str, version: int, versions: int) -> Path:
@@ -17,17 +21,29 @@ def parquet_path(directory: Path, channel: str, version: int, versions: int) -> 
 
 
 def export_parquet(
-    source: str | os.PathLike[str],
+    source: Source,
     output: str | os.PathLike[str],
     progress: Callable[[int, int], None] | None = None,
+    *,
+    overwrite: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write each channel's :meth:`Recording.to_table` to a Parquet file under the directory
-    ``output`` (created); returns the files written. ``progress(done, total)`` counts channels."""
+    ``output`` (created); returns the files written. ``progress(done, total)`` counts channels;
+    ``warn`` gets a line for each file of another recording left out (see
+    :func:`~dora_replay.info.open_checked`). Raises ``RecordingError`` if ``output`` is a file,
+    or a folder that is not empty unless ``overwrite``: then the files written replace those
+    of the same name, and Parquet files of an earlier export there are removed, so the folder
+    holds this recording only."""
     import pyarrow.parquet as pq
 
     out = Path(output)
     written: list[Path] = []
-    with open_recording(source) as rec:
+    rec, warnings = open_checked(source)
+    with rec:
+        check_output(out, overwrite, folder=True)
+        for line in warnings if warn is not None else ():
+            warn(line)
         chans = sorted(rec.channels.values(), key=lambda c: c.name)
         for i, info in enumerate(chans):
             for version in range(1, len(info.types) + 1):
@@ -35,11 +51,26 @@ def export_parquet(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 table = rec.to_table(info.name, version=version)
                 meta = {
-                    b"dora.channel": info.name.encode(),
+                    CHANNEL_KEY: info.name.encode(),
                     b"dora.dataflow": rec.dataflow_yaml.encode(),
                 }
                 pq.write_table(table.replace_schema_metadata(meta), path, compression="zstd")
                 written.append(path)
             if progress is not None:
                 progress(i + 1, len(chans))
+    _remove_stale(out, written)
     return written
+
+
+def _remove_stale(directory: Path, keep: list[Path]) -> None:
+    """Delete ``DIR/node/output*.parquet`` files a dora export wrote earlier (they carry
+    :data:`CHANNEL_KEY`) and this one did not; other files are never touched."""
+    import pyarrow.parquet as pq
+
+    for path in set(directory.glob("*/*.parquet")) - set(keep):
+        try:
+            meta = pq.read_schema(path).metadata or {}
+        except (OSError, ValueError):
+            continue
+        if CHANNEL_KEY in meta:
+            path.unlink()

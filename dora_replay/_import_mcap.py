@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from dora_replay._export_mcap import ARROW_TYPE_KEY, arrow_type_from_token
 from dora_replay._jsonify import json_to_array
+from dora_replay._sink import check_output, replacing
 from dora_replay._writer import open_writer
 
 
@@ -102,11 +103,28 @@ def import_mcap(
     output: str | os.PathLike[str],
     progress: Callable[[int, int], None] | None = None,
     compression: str = "zstd",
+    *,
+    overwrite: bool = False,
 ) -> ImportReport:
     """Convert ``source`` (MCAP) to the recording ``output``. ROS 2 CDR messages (``ros2msg``
     schemas) become one-row struct arrays; JSON messages exported by dora get their Arrow type,
     seq, cause and metadata back; other encodings are kept as raw uint8 arrays with
-    ``mcap.encoding``/``mcap.schema`` metadata. ``progress(done, total)`` counts messages."""
+    ``mcap.encoding``/``mcap.schema`` metadata. ``progress(done, total)`` counts messages.
+    Raises ``RecordingError`` if ``output`` exists (unless ``overwrite``) or is ``source``;
+    ``output`` is only replaced once the import is complete."""
+    check_output(output, overwrite, reading=[source])
+    with replacing(output) as tmp:
+        return _import(source, output, tmp, progress, compression)
+
+
+def _import(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    tmp: Path,
+    progress: Callable[[int, int], None] | None,
+    compression: str,
+) -> ImportReport:
+    """Import ``source`` into the file ``tmp`` (that becomes ``output``)."""
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
 
@@ -139,9 +157,7 @@ def import_mcap(
         user.setdefault("imported_from", str(source))
         f.seek(0)
         reader = make_reader(f)
-        with open_writer(
-            output, yaml_text, user, compression=compression, max_buffer_bytes=None
-        ) as w:
+        with open_writer(tmp, yaml_text, user, compression=compression, max_buffer_bytes=None) as w:
             for i, (_schema, channel, message) in enumerate(
                 reader.iter_messages(log_time_order=True)
             ):

@@ -1,9 +1,12 @@
-"""Stream writer layer: appends frames to one ``.dora`` file and keeps its index for the footer."""
+"""Stream writer layer: appends frames to one ``.dora`` file and keeps its index for the footer;
+when an output file may replace an existing one (:func:`check_output`, :func:`replacing`)."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +24,67 @@ from dora_replay._records import (
     frame_size,
     pack,
 )
+from dora_replay.errors import RecordingError
 
 WRITEBACK_WINDOW_BYTES = 64 << 20
 """Every this many bytes written, a recording starts their disk write and drops the earlier
 windows that are on disk from the page cache (see :meth:`PartSink._write_back`)."""
 
 _SFR_WRITE = 2  # SYNC_FILE_RANGE_WRITE: start writeback, do not wait
+
+
+def check_output(
+    path: str | os.PathLike[str],
+    overwrite: bool,
+    *,
+    reading: Iterable[str | os.PathLike[str]] = (),
+    folder: bool = False,
+) -> None:
+    """Refuse to write ``path`` where that would silently destroy something: an existing file
+    (unless ``overwrite``; for a ``folder`` output, an existing folder that is not empty), or
+    one of the files being read (``reading``; even with ``overwrite``). Raises
+    ``RecordingError`` with the fix; its ``output`` field is the refused path."""
+    out = Path(path)
+    for src in reading:
+        if out.exists() and Path(src).exists() and os.path.samefile(out, src):
+            raise _refused(out, "is the file being read; write the output to another name")
+    if folder:
+        if out.exists() and not out.is_dir():
+            raise _refused(out, "is a file; name a folder for the output")
+        if out.is_dir() and any(out.iterdir()) and not overwrite:
+            raise _refused(
+                out,
+                "already exists and is not empty; choose another folder or pass --overwrite "
+                "to replace what this export writes there",
+            )
+        return
+    if out.is_dir():
+        raise _refused(out, "is a folder; name a file for the output")
+    if not out.parent.is_dir():
+        raise _refused(out, f"cannot be written: folder {out.parent} does not exist")
+    if out.exists() and not overwrite:
+        raise _refused(out, "already exists; choose another name or pass --overwrite to replace it")
+
+
+def _refused(out: Path, why: str) -> RecordingError:
+    err = RecordingError(f"{out} {why}")
+    err.output = out  # type: ignore[attr-defined]
+    return err
+
+
+@contextmanager
+def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` to write; it replaces ``path`` (atomically) when
+    the block succeeds and is deleted when it fails, so a failed write neither leaves half a
+    file at ``path`` nor destroys the file that was there."""
+    final = Path(path)
+    tmp = final.with_name(final.name + ".partial")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, final)
 
 
 def _load_sync_file_range() -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
@@ -25,7 +26,14 @@ from dora_replay._chunk import (
 from dora_replay._index import ChannelDef, Header
 from dora_replay._pieces import FIELDS as _FIELDS
 from dora_replay._pieces import make_pieces, pack_metadata
-from dora_replay._records import ChunkMeta
+from dora_replay._records import (
+    MAGIC,
+    OP_HEADER,
+    PREFIX_SIZE,
+    ChunkMeta,
+    check_head,
+    parse_prefix,
+)
 from dora_replay._sink import PartSink
 from dora_replay.errors import RecordingError
 
@@ -33,6 +41,56 @@ from dora_replay.errors import RecordingError
 def part_path(base: Path, part: int) -> Path:
     """Path of part ``part`` (1-based) of a split recording: ``run.dora`` -> ``run_001.dora``."""
     return base.with_name(f"{base.stem}_{part:03d}{base.suffix}")
+
+
+def existing_parts(base: Path) -> list[Path]:
+    """Parts of a split recording ``base`` already on disk (``run_001.dora``, ``run_002.dora``,
+    ..., ``run_1000.dora``), in part order; not ``base`` itself. A file named like part *n* is
+    left out when its header says it is something else (``run_2024.dora`` recorded unsplit)."""
+    base = Path(base)
+    pattern = re.compile(rf"{re.escape(base.stem)}_(\d{{3,}}){re.escape(base.suffix)}")
+    try:
+        names = os.listdir(base.parent)
+    except OSError:
+        return []
+    found = sorted((int(m[1]), n) for n in names if (m := pattern.fullmatch(n)))
+    return [
+        base.with_name(name) for n, name in found if _header_part(base.with_name(name)) in (n, None)
+    ]
+
+
+def _header_part(path: Path) -> int | None:
+    """``part`` from the header of ``path``; ``None`` if it has no readable header."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(MAGIC) + PREFIX_SIZE)
+            pre = parse_prefix(head[len(MAGIC) :], len(MAGIC))
+            if head[: len(MAGIC)] != MAGIC or pre is None or pre.opcode != OP_HEADER:
+                return None
+            rest = f.read(pre.meta_len + 4)
+        if not check_head(head[len(MAGIC) :], rest):
+            return None
+        return Header.decode(rest[:-4]).part
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def remove_recording(base: Path) -> list[Path]:
+    """Delete ``base`` and every part of it that is on disk (see :func:`existing_parts`), so a
+    new split recording does not share its name with parts of an older one; returns what was
+    removed. Raises ``RecordingError`` naming a file that cannot be removed."""
+    removed = []
+    for path in [Path(base), *existing_parts(Path(base))]:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise RecordingError(
+                f"cannot remove {path} of an earlier recording: {exc.strerror}"
+            ) from None
+        removed.append(path)
+    return removed
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dora_replay._recording import Recording
 from dora_replay._recording import open as open_recording
 
 
@@ -27,7 +28,9 @@ class ChannelSummary:
 
 @dataclass(slots=True)
 class RecordingInfo:
-    """Summary of a recording. ``compression_ratio`` = uncompressed chunk bytes / compressed."""
+    """Summary of a recording. ``compression_ratio`` = uncompressed chunk bytes / compressed;
+    ``warnings``: parts left out because they belong to another recording (see
+    :func:`open_checked`)."""
 
     paths: list[str]
     format_version: int
@@ -46,6 +49,7 @@ class RecordingInfo:
     channels: list[ChannelSummary] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     lost_messages: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (what ``dora info --json`` prints)."""
@@ -66,11 +70,42 @@ def dataflow_nodes(dataflow_yaml: str) -> list[str]:
     return [str(n["id"]) for n in nodes if isinstance(n, dict) and "id" in n]
 
 
-def recording_info(
-    source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], verify: bool = True
-) -> RecordingInfo:
-    """Summarize a recording; ``verify`` reads every chunk to check CRCs and report losses."""
-    with open_recording(source) as rec:
+Source = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+
+
+def open_checked(source: Source) -> tuple[Recording, list[str]]:
+    """Open a recording like ``dora_replay.open`` (close it when done), reading only the files
+    that belong to one recording; returns it and a warning for each file left out.
+
+    Parts are found by name (``run_001.dora``, ``run_002.dora``...), so a part left behind by an
+    earlier recording under the same name would be read as part of this one: the first part's
+    ``recording_id`` decides which files belong. Raises ``RecordingError`` as ``open`` does."""
+    rec = open_recording(source)
+    rid = rec.header.recording_id
+    odd = [p for p in rec.parts if p.header.recording_id != rid]
+    if not odd:
+        return rec, []
+    first = rec.parts[0].path
+    keep = [p.path for p in rec.parts if p.header.recording_id == rid]
+    others: dict[str, list[str]] = {}
+    for p in odd:
+        others.setdefault(p.header.recording_id, []).append(str(p.path))
+    warnings = [
+        f"left out {', '.join(paths)}: from another recording (recording_id {other or '(none)'}, "
+        f"not {rid or '(none)'} as in {first}); delete "
+        f"{'it' if len(paths) == 1 else 'them'}, or record with --overwrite, which replaces "
+        "every part"
+        for other, paths in others.items()
+    ]
+    rec.close()
+    return Recording(keep), warnings
+
+
+def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
+    """Summarize a recording; ``verify`` reads every chunk to check CRCs and report losses.
+    Parts of another recording found beside it are left out and named in ``warnings``."""
+    rec, warnings = open_checked(source)
+    with rec:
         if verify:
             rec.verify()
         chans = sorted(rec.channels.values(), key=lambda c: c.name)
@@ -112,4 +147,5 @@ def recording_info(
             ],
             problems=[str(p) for p in problems],
             lost_messages=sum(p.lost_messages or 0 for p in problems),
+            warnings=warnings,
         )

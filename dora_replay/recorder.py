@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 OPTIONS_ENV = "DORA_RECORD_OPTIONS"
 RECORDER_ID = "dora-record"
 RECORDER_NICE = 10
+_OVERWRITE_KEY = "overwrite"
+"""Key in the ``OPTIONS_ENV`` JSON: the recorder may replace an existing output (``--overwrite``)."""
 
 
 @dataclass
@@ -85,12 +87,11 @@ def recorder_tap(
         raise RecordingError(f"cannot record to {out}: it is a folder; name a file like run.dora")
     if out.parent and not out.parent.exists():
         raise RecordingError(f"cannot record to {out}: folder {out.parent} does not exist")
-    if out.exists() and not overwrite:
-        raise RecordingError(
-            f"{out} already exists; choose another name or pass --overwrite to replace it"
-        )
+    if not overwrite:
+        check_output_free(out, _splits(options))
     opts = dict(options.__dict__)
     opts["output"] = str(out.resolve())
+    opts[_OVERWRITE_KEY] = overwrite
     return TapSpec(
         id=RECORDER_ID,
         command=[sys.executable, "-m", "dora_replay.recorder"],
@@ -99,18 +100,45 @@ def recorder_tap(
     )
 
 
+def _splits(options: RecordOptions) -> bool:
+    return options.split_size_bytes is not None or options.split_duration_s is not None
+
+
+def check_output_free(out: Path, split: bool) -> None:
+    """Raise ``RecordingError`` when recording to ``out`` would replace a file: ``out`` itself,
+    or for a split recording (``split``) also any part ``out_001.dora``... of an earlier one
+    (a new recording would overwrite some of them and leave the rest to be read with it)."""
+    from dora_replay._writer import existing_parts
+
+    taken = [out] if out.exists() else []
+    if split:
+        taken += existing_parts(out)
+    if taken == [out]:
+        raise RecordingError(
+            f"{out} already exists; choose another name or pass --overwrite to replace it"
+        )
+    if taken:
+        names = ", ".join(p.name for p in taken[:3]) + (", ..." if len(taken) > 3 else "")
+        raise RecordingError(
+            f"{out}: files of an earlier recording exist ({names}); choose another name or "
+            "pass --overwrite to replace them"
+        )
+
+
 def main() -> int:
     """Entry point of the recorder process (started by the daemon)."""
     from dora_runtime.tap import TapClient
 
-    opts = RecordOptions(**json.loads(os.environ[OPTIONS_ENV]))
+    raw = json.loads(os.environ[OPTIONS_ENV])
+    overwrite = bool(raw.pop(_OVERWRITE_KEY, True))
+    opts = RecordOptions(**raw)
     # Lower priority than the nodes: on a busy robot the dataflow's own latency comes first;
     # the recorder buffers (and counts what it cannot keep) when it falls behind.
     with contextlib.suppress(OSError):
         os.nice(RECORDER_NICE)
     tap = TapClient()
     try:
-        writer = _open(opts, tap)
+        writer = _open(opts, tap, overwrite)
     except RecordingError as e:
         print(f"ERROR: {e}", flush=True)
         tap.close()
@@ -119,9 +147,14 @@ def main() -> int:
     return _record(tap, writer, opts)
 
 
-def _open(opts: RecordOptions, tap: TapClient) -> Writer:
-    from dora_replay._writer import open_writer
+def _open(opts: RecordOptions, tap: TapClient, overwrite: bool) -> Writer:
+    from dora_replay._writer import open_writer, remove_recording
 
+    out = Path(opts.output)
+    if not overwrite:
+        check_output_free(out, _splits(opts))  # here too: this may be another machine
+    elif _splits(opts):
+        remove_recording(out)  # else old parts past the new last one would read as its tail
     return open_writer(
         opts.output,
         tap.dataflow_yaml(),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dora_replay._reader import PartFile, Problem
 from dora_replay._records import OP_CHUNK, check_body, check_head, parse_prefix
-from dora_replay._sink import PartSink
+from dora_replay._sink import PartSink, check_output, replacing
 
 
 @dataclass(slots=True)
@@ -32,7 +32,9 @@ class RepairReport:
         """One line for humans."""
         lost = f"{self.lost_messages} message(s) in {self.lost_chunks} damaged chunk(s)"
         if self.unknown_loss:
-            lost += f" and {self.lost_bytes} unreadable byte(s) holding an unknown number"
+            lost += (
+                f" and {self.lost_bytes} unreadable byte(s) holding an unknown number of messages"
+            )
         return (
             f"recovered {self.messages_recovered} message(s) in {self.chunks_recovered} chunk(s) "
             f"into {self.output}; lost {lost}"
@@ -43,40 +45,25 @@ def repair(
     path: str | os.PathLike[str],
     output: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> RepairReport:
     """Scan ``path`` frame by frame, keep every intact chunk and write them with a fresh footer to
-    ``output`` (default: replace ``path`` atomically). ``progress(done, total)`` is called with
-    byte counts. Raises ``RecordingCorruptError`` when the file has no readable header. An
-    ``output`` that is ``path`` itself (same file) means in place."""
+    ``output`` (default, or when ``output`` is ``path`` itself: replace ``path``). The result
+    replaces its target atomically once complete. ``progress(done, total)`` is called with byte
+    counts. Raises ``RecordingCorruptError`` when the file has no readable header, and
+    ``RecordingError`` when ``output`` is another file that exists, unless ``overwrite``."""
     if output is not None and Path(output).exists() and os.path.samefile(output, path):
         output = None  # writing it directly would truncate the file being read
+    if output is not None:
+        check_output(output, overwrite)
     src = PartFile(path, force_scan=True)
-    out = Path(output) if output is not None else src.path.with_name(src.path.name + ".repair")
-    report = RepairReport(src.path, Path(output) if output is not None else src.path)
+    target = Path(output) if output is not None else src.path
+    report = RepairReport(src.path, target)
     try:
         report.had_footer = _has_tail(src)
-        sink = PartSink(out, src.header)
-        try:
-            for ch in sorted(src.channels.values(), key=lambda c: c.id):
-                sink.add_channel(ch)
-            total = len(src.chunks)
-            for i, entry in enumerate(src.chunks):
-                frame = src.pread(entry.size, entry.offset)
-                if _intact(frame):
-                    sink.add_raw_chunk(frame, entry.meta, entry.compressed_size)
-                    report.messages_recovered += entry.meta.message_count
-                    report.chunks_recovered += 1
-                else:
-                    src.read_chunk(entry, _name(src, entry.meta.channel_id))  # records problem
-                if progress is not None:
-                    progress(i + 1, total)
-            if src.drops:
-                sink.add_drops(src.drops)
-            sink.finish(src.drops, src.end_time_ns or sink.last_log_time_ns)
-        except BaseException:
-            sink.close()
-            out.unlink(missing_ok=True)
-            raise
+        with replacing(target) as out:
+            _copy(src, out, report, progress)
     finally:
         src.close()
     for p in src.problems:
@@ -87,9 +74,34 @@ def repair(
         elif p.lost_messages:
             report.lost_messages += p.lost_messages
             report.lost_chunks += 1
-    if output is None:
-        os.replace(out, src.path)
     return report
+
+
+def _copy(
+    src: PartFile, out: Path, report: RepairReport, progress: Callable[[int, int], None] | None
+) -> None:
+    """Copy every intact chunk of ``src`` into a new file ``out`` with a fresh footer."""
+    sink = PartSink(out, src.header)
+    try:
+        for ch in sorted(src.channels.values(), key=lambda c: c.id):
+            sink.add_channel(ch)
+        total = len(src.chunks)
+        for i, entry in enumerate(src.chunks):
+            frame = src.pread(entry.size, entry.offset)
+            if _intact(frame):
+                sink.add_raw_chunk(frame, entry.meta, entry.compressed_size)
+                report.messages_recovered += entry.meta.message_count
+                report.chunks_recovered += 1
+            else:
+                src.read_chunk(entry, _name(src, entry.meta.channel_id))  # records problem
+            if progress is not None:
+                progress(i + 1, total)
+        if src.drops:
+            sink.add_drops(src.drops)
+        sink.finish(src.drops, src.end_time_ns or sink.last_log_time_ns)
+    except BaseException:
+        sink.close()
+        raise
 
 
 def _has_tail(src: PartFile) -> bool:
