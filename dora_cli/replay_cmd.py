@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from dora_cli._common import duration, fail, node_printer
+
+if TYPE_CHECKING:
+    from dora_replay.replay import NodeOptionError
 
 
 def register(app: typer.Typer) -> None:
@@ -91,11 +95,13 @@ def replay(
     fails is reported with its log and the command exits 1.
     """
     from dora_replay import RecordingError, ReplayError
-    from dora_replay import replay as run_replay
+    from dora_replay.replay import NodeOptionError
+    from dora_replay.replay import replay as run_replay
     from dora_replay.tolerances import as_tolerances, parse_tolerance_flag
 
     replaced: dict[str, str] = {}
     to_replay = _split([replay_nodes] if replay_nodes else [])
+    via_replace: list[str] = []  # `--replace a,b`: replayed nodes, as in dora-rs
     for item in replace:
         if "=" in item:
             node, _, path = item.partition("=")
@@ -103,7 +109,8 @@ def replay(
                 fail(f"--replace {item!r}: expected NODE=PATH, e.g. detector=new_detector.py")
             replaced[node.strip()] = path.strip()
         else:
-            to_replay += _split([item])
+            via_replace += _split([item])
+    to_replay += [n for n in via_replace if n not in to_replay]
     try:
         tol = as_tolerances(tolerances)
         for flag in tolerance:
@@ -128,6 +135,9 @@ def replay(
             timeout_s=duration(stop_after, "--stop-after"),
             printer=printer,
         )
+    except NodeOptionError as e:
+        fail(str(_as_given(e, set(via_replace), set(_split([replay_nodes or ""])))))
+        return
     except (ReplayError, RecordingError) as e:
         fail(str(e))
         return
@@ -144,6 +154,16 @@ def replay(
     if assert_ and not result.comparison.ok:
         typer.secho("error: outputs differ from the recording (see above)", fg="red", err=True)
         raise typer.Exit(1)
+
+
+def _as_given(e: NodeOptionError, via_replace: set[str], via_flag: set[str]) -> NodeOptionError:
+    """``e`` naming the flag the user typed: nodes of ``--replace a,b`` reach the library as
+    replayed nodes, whose errors name ``--replay-nodes``."""
+    if e.option != "--replay-nodes" or not via_replace & set(e.nodes):
+        return e
+    if via_flag & set(e.nodes):
+        return e.renamed("--replace/--replay-nodes")
+    return e.renamed("--replace")
 
 
 __all__ = ["register"]

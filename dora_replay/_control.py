@@ -2,8 +2,11 @@
 ask before each message in ``--step`` mode, and hand in their timing statistics at the end.
 
 JSON lines over a Unix socket. Feeder -> replay: ``{"hello": id}``, ``{"sent": n, "t": ns}``,
-``{"step": id, "desc": text}``, ``{"done": id, "sent": n, "lateness_ns": [...]}``.
-Replay -> feeder: ``{"start": monotonic_ns}``, ``{"go": bool}``.
+``{"step": id, "desc": text}``, ``{"done": id, "sent": n, "per_channel": {channel: n},
+"lateness_ns": [...]}``. Replay -> feeder: ``{"start": monotonic_ns}``, ``{"go": bool}``.
+
+``q`` at a step prompt stops the whole replay: from then on every feeder's next step is
+refused, so each stops before sending its next message.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ StepPrompt = Callable[[str], Awaitable[bool]]
 
 class Controller:
     """Serves the feeders of one replay. ``sent``/``t_ns``: per feeder, messages sent and the
-    recorded time (ns from the replay origin) of the last one."""
+    recorded time (ns from the replay origin) of the last one; ``sent_per_channel``: what the
+    feeders that finished sent, per channel; ``stopped_by_user``: ``q`` was answered to a step."""
 
     def __init__(self, path: str, feeders: set[str], step: StepPrompt | None = None) -> None:
         self.path = path
@@ -32,6 +36,8 @@ class Controller:
         self.sent: dict[str, int] = {f: 0 for f in feeders}
         self.t_ns: dict[str, int] = {f: 0 for f in feeders}
         self.done: set[str] = set()
+        self.sent_per_channel: dict[str, int] = {}
+        self.stopped_by_user = False
         self.lateness_ns: list[int] = []
         self.started = False
         self._server: asyncio.AbstractServer | None = None
@@ -85,21 +91,30 @@ class Controller:
                     self.sent[me] = msg["sent"]
                     self.t_ns[me] = msg["t"]
                 elif "step" in msg:
-                    go = True
-                    if self.step is not None:
-                        async with self._step_lock:
-                            go = await self.step(msg["desc"])
-                    self._send(writer, go=go)
+                    self._send(writer, go=await self._ask(msg["desc"]))
                 elif "done" in msg:
                     self.done.add(msg["done"])
                     self.sent[msg["done"]] = msg["sent"]
+                    self.sent_per_channel.update(msg.get("per_channel", {}))
                     self.lateness_ns.extend(msg.get("lateness_ns", []))
+
+    async def _ask(self, desc: str) -> bool:
+        """Whether a feeder may send the message ``desc``: one prompt at a time; no once the
+        user stopped the replay."""
+        if self.step is None:
+            return True
+        async with self._step_lock:
+            if self.stopped_by_user:
+                return False
+            go = await self.step(desc)
+            self.stopped_by_user = not go
+            return go
 
 
 def stdin_stepper(echo: Callable[[str], None]) -> StepPrompt:
-    """``--step``: show the next message and wait for Enter; ``c`` stops stepping, ``q`` or end
-    of input stops the replay. Standard input is read by a daemon thread, so a replay that ends
-    while waiting never hangs on it."""
+    """``--step``: show the next message and wait for Enter; ``c`` or end of input stops
+    stepping (the rest is sent), ``q`` stops the replay (the prompt answers False). Standard
+    input is read by a daemon thread, so a replay that ends while waiting never hangs on it."""
     state: dict[str, Any] = {"stepping": True, "queue": None}
 
     def reader(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:

@@ -82,6 +82,7 @@ class Feeder:
         self.stopped = False
         self.lateness_ns: list[int] = []
         self.sent = 0
+        self.per_channel: dict[str, int] = dict.fromkeys(opts.channels, 0)
         self.keys: dict[str, dict[str, int]] = {}
         if opts.order_keys:
             with open(opts.order_keys, encoding="utf-8") as f:
@@ -163,6 +164,7 @@ class Feeder:
                     if deadline:
                         self.lateness_ns.append(now - deadline)
                     self.sent += 1
+                    self.per_channel[m.channel] += 1
                     now = time.monotonic_ns()
                     if now >= next_report or o.step or o.speed == 0:
                         next_report = now + _REPORT_EVERY_NS
@@ -174,7 +176,12 @@ class Feeder:
                     break
         finally:
             rec.close()
-            self.ctl.send(done=self.node.id, sent=self.sent, lateness_ns=self.lateness_ns)
+            self.ctl.send(
+                done=self.node.id,
+                sent=self.sent,
+                per_channel=self.per_channel,
+                lateness_ns=self.lateness_ns,
+            )
             self.node.close()
 
 

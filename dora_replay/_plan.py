@@ -24,6 +24,19 @@ class ReplayError(RecordingError):
     """A replay could not be set up (unknown node, missing dataflow, bad option)."""
 
 
+class NodeOptionError(ReplayError):
+    """Nodes named by a node option (``option``, e.g. ``--replay-nodes``) are wrong: ``nodes``,
+    and ``problem``, the rest of the message (``names unknown node(s) x; the dataflow has: ...``).
+    The CLI renames the option when the user gave the nodes with another flag."""
+
+    def __init__(self, option: str, nodes: list[str], problem: str) -> None:
+        self.option, self.nodes, self.problem = option, list(nodes), problem
+        super().__init__(f"{option} {problem}")
+
+    def renamed(self, option: str) -> NodeOptionError:
+        return NodeOptionError(option, self.nodes, self.problem)
+
+
 @dataclass
 class ReplayPlan:
     """What runs how. ``fed``: per replayed node, the recorded channels its feeder sends;
@@ -44,14 +57,16 @@ class ReplayPlan:
 
 
 def find_dataflow(recording: Recording | str | os.PathLike[str]) -> Path | None:
-    """The dataflow file ``recording`` was made from, in this checkout.
+    """The dataflow file ``recording`` was made from, the copy nearest to where the user works.
 
-    The recorded absolute path (``dataflow_path`` in the metadata) when that file exists;
-    else the same file found by ever shorter tails of that path (``/old/x/examples/robot/
-    dataflow.yml`` -> ``x/examples/robot/dataflow.yml`` -> ``examples/robot/dataflow.yml``...),
-    looked up below the current folder, then below each folder above the recording; the
-    longest tail found wins. A bare file name only counts when that file holds the recorded
-    dataflow unchanged. ``None`` when the recording names no file or none is found.
+    The recorded path (``dataflow_path`` in the metadata) is looked up by its tails, longest
+    first (``/old/x/examples/robot/dataflow.yml`` -> ``x/examples/robot/dataflow.yml`` ->
+    ``examples/robot/dataflow.yml``...), below the current folder, then below each folder above
+    the recording (nearest first), then below each folder above the current folder. A bare file
+    name only counts when that file holds the recorded dataflow unchanged. The recorded file
+    itself is only the last resort, so a golden file replayed in a second clone runs that
+    clone's nodes, not those of the checkout it was recorded in. ``None`` when the recording
+    names no file or none is found.
     """
     if not isinstance(recording, Recording):
         from dora_replay._recording import open as open_recording
@@ -62,17 +77,28 @@ def find_dataflow(recording: Recording | str | os.PathLike[str]) -> Path | None:
     origin = rec.metadata.get("dataflow_path")
     if not origin:
         return None
-    if Path(origin).is_file():
-        return Path(origin)
-    parts = Path(origin).parts[1:] if Path(origin).is_absolute() else Path(origin).parts
-    roots = list(dict.fromkeys([Path.cwd(), *rec.paths[0].resolve().parents]))
-    for i in range(len(parts)):
-        tail = Path(*parts[i:])
-        for root in roots:
+    recorded = Path(origin)
+    parts = recorded.parts[1:] if recorded.is_absolute() else recorded.parts
+    tails = [Path(*parts[i:]) for i in range(len(parts))]
+    cwd = Path.cwd()
+    roots = dict.fromkeys([cwd, *rec.paths[0].resolve().parents, *cwd.parents])
+    for root in roots:
+        for tail in tails:
             candidate = root / tail
-            if candidate.is_file() and (len(tail.parts) > 1 or _same_text(candidate, rec)):
+            if (
+                candidate.is_file()
+                and (len(tail.parts) > 1 or _same_text(candidate, rec))
+                and not (recorded.is_absolute() and _same_file(candidate, recorded))
+            ):
                 return candidate.resolve()
-    return None
+    return recorded if recorded.is_absolute() and recorded.is_file() else None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def _same_text(path: Path, rec: Recording) -> bool:
@@ -106,8 +132,9 @@ def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descript
     found = find_dataflow(rec)
     if found is not None:
         note = None
-        if found != Path(origin):
-            note = f"recorded from {origin}, not found here; using {_shown(found)}"
+        if not _same_file(found, Path(origin)):
+            where = "" if Path(origin).is_file() else ", not found here"
+            note = f"recorded from {origin}{where}; using {_shown(found)}"
         return parse_descriptor(text, base_dir=found.parent, path=found), note
     base = Path(origin).parent
     if not base.is_dir():
@@ -131,8 +158,10 @@ def _unknown(names: list[str], desc: Descriptor, option: str) -> None:
     ids = [n.id for n in desc.nodes]
     bad = [n for n in names if n not in ids]
     if bad:
-        raise ReplayError(
-            f"{option} names unknown node(s) {', '.join(bad)}; the dataflow has: {', '.join(ids)}"
+        raise NodeOptionError(
+            option,
+            bad,
+            f"names unknown node(s) {', '.join(bad)}; the dataflow has: {', '.join(ids)}",
         )
 
 
@@ -163,9 +192,11 @@ def _replayed_nodes(
         outs = [f"{node.id}/{o}" for o in node.outputs]
         if node.id in replay_nodes:
             if not any(c in recorded for c in outs):
-                raise ReplayError(
-                    f"--replay-nodes: node `{node.id}` has no recorded output "
-                    f"(recorded: {', '.join(sorted(recorded)) or 'nothing'})"
+                raise NodeOptionError(
+                    "--replay-nodes",
+                    [node.id],
+                    f"names node `{node.id}`, which has no recorded output to replay "
+                    f"(recorded: {', '.join(sorted(recorded)) or 'nothing'})",
                 )
             replayed.append(node.id)
         elif node.id in live_nodes or node.id in replace_paths or node.is_dynamic:

@@ -48,8 +48,9 @@ class ReplayResult:
     those outputs per channel (``replayed`` also has the fed channels when ``out`` was given);
     ``failures``: live nodes (or feeders) that failed -> reason with their last log lines;
     ``warnings``: damaged recording, unrecorded outputs...; ``notes``: what was worth saying
-    (which dataflow file was used when the recorded one had moved); ``command``: the ``dora
-    replay`` command line that reproduces this replay.
+    (which dataflow file was used when it is not the recorded one); ``stopped_by_user``: ``q``
+    was answered to a ``step`` prompt, so only the outputs of the messages sent until then were
+    compared; ``command``: the ``dora replay`` command line that reproduces this replay.
     """
 
     comparison: Comparison
@@ -68,6 +69,7 @@ class ReplayResult:
     timed_out: bool = False
     seq_maps: dict[str, list[int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    stopped_by_user: bool = False
 
     @property
     def ok(self) -> bool:
@@ -81,6 +83,11 @@ class ReplayResult:
             f"{self.messages_sent} message(s) sent",
         ]
         lines += [f"note: {n}" for n in self.notes]
+        if self.stopped_by_user:
+            lines.append(
+                f"stopped by user after {self.messages_sent} message(s): only their outputs "
+                "are compared"
+            )
         lines += [f"warning: {w}" for w in self.warnings]
         for node, why in self.failures.items():
             lines.append(f"FAILED: node `{node}` {why}")
@@ -106,6 +113,7 @@ class ReplayResult:
             "notes": self.notes,
             "drops": self.drops,
             "timed_out": self.timed_out,
+            "stopped_by_user": self.stopped_by_user,
             "timing": self.timing.__dict__,
             "log_dir": str(self.log_dir),
             "out": str(self.out) if self.out else None,

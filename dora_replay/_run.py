@@ -209,6 +209,10 @@ class Run:
                 if (up and self.controller.all_hello) or now - t0 > _READY_TIMEOUT_S:
                     self.controller.start()
             feeders_done = all(nodes[f].exited for f in feeders)
+            if not stop_sent and feeders_done and self.controller.stopped_by_user:
+                # `q` at a step: every fed message was handled (lockstep), nothing more comes
+                daemon.request_stop()
+                stop_sent = True
             if not stop_sent and not self.loop and feeders_done:
                 waiting = {n for n, s in nodes.items() if not s.exited and s.tap is None}
                 if waiting and waiting <= endless:

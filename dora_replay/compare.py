@@ -28,6 +28,7 @@ from dora_replay._values import Errors, ValueDiff, compare_arrays, compare_metad
 from dora_replay.tolerances import Tolerance, Tolerances, as_tolerances
 
 _MAX_SHOWN = 5
+SKIP_REASON = "their inputs were not replayed"
 
 
 @dataclass
@@ -79,6 +80,7 @@ class ChannelComparison:
     matched: int = 0
     unpaired: int = 0
     skipped: int = 0
+    skip_reason: str = SKIP_REASON
     differences: list[Difference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     max_abs: float = 0.0
@@ -92,16 +94,19 @@ class ChannelComparison:
         return sum(d.kind == kind for d in self.differences)
 
     def summary(self) -> str:
+        """One line: matched (or differing, missing, extra), skipped and unpaired counts; the
+        counts add up to ``recorded_count``."""
+        skipped = f", {self.skipped} skipped: {self.skip_reason}" if self.skipped else ""
         if self.ok:
             s = f"{self.channel}: ok ({self.matched} message(s) match"
             if self.max_abs:
                 s += f", max abs error {self.max_abs:.3g}"
-            s += ")"
+            s += f"{skipped})"
         else:
             changed = len(self.differences) - self.count("missing") - self.count("extra")
             s = (
                 f"{self.channel}: {changed} of {self.recorded_count} message(s) differ, "
-                f"{self.count('missing')} missing, {self.count('extra')} extra"
+                f"{self.count('missing')} missing, {self.count('extra')} extra{skipped}"
             )
         if self.unpaired:
             s += f"; {self.unpaired} replayed output(s) for inputs the recording did not handle"
@@ -117,6 +122,7 @@ class ChannelComparison:
             "matched": self.matched,
             "unpaired": self.unpaired,
             "skipped": self.skipped,
+            "skip_reason": self.skip_reason,
             "max_abs": self.max_abs,
             "max_rel": self.max_rel,
             "notes": list(self.notes),
@@ -178,6 +184,7 @@ def compare_outputs(
     seq_maps: dict[str, list[int]] | None = None,
     window: tuple[int | None, int | None] = (None, None),
     dropping_nodes: Iterable[str] = (),
+    skip_reason: str = SKIP_REASON,
 ) -> Comparison:
     """Compare replayed outputs with recorded ones (see the module docstring).
 
@@ -186,7 +193,8 @@ def compare_outputs(
     the feeders sent, the recorded seq of each message they sent, in order; ``window``: recorded
     log times (ns since the epoch) that were replayed, for outputs without a usable cause;
     ``dropping_nodes``: nodes whose inputs dropped messages during the replay (their missing
-    outputs are noted, not counted).
+    outputs are noted, not counted); ``skip_reason``: why recorded outputs whose inputs were
+    not replayed are left out (``ChannelComparison.skipped``), as the report words it.
     """
     tol = tolerances or Tolerances()
     seq_maps = seq_maps or {}
@@ -196,6 +204,7 @@ def compare_outputs(
     result = Comparison()
     for channel in cause_order(wanted, recorded):
         result.channels[channel] = _compare_channel(channel, aligner, tol, dropping)
+        result.channels[channel].skip_reason = skip_reason
     result.channels = {c: result.channels[c] for c in wanted if c in result.channels}
     new = sorted(set(replayed) - set(recorded) - set(seq_maps))
     if new:

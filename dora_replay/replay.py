@@ -16,7 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from dora_replay._plan import ReplayError, ReplayPlan, load_dataflow, make_plan
+from dora_replay._control import Controller
+from dora_replay._plan import NodeOptionError, ReplayError, ReplayPlan, load_dataflow, make_plan
 from dora_replay._recording import Message, Recording
 from dora_replay._recording import open as open_recording
 from dora_replay._result import ReplayResult, TimingStats
@@ -185,18 +186,24 @@ def replay(
             )
             outcome = run.execute(log_dir, timeout_s, grace_s)
         warnings += [p.message for p in rec.problems if p.message not in warnings]
+        damaged = bool(rec.problems)
     finally:
         rec.close()
     replayed, failures, drops, log_path, timed_out = outcome
     dropping = {k.split("/", 1)[0] for k in drops if k.split("/", 1)[0] in plan.live}
+    stopped = run.controller.stopped_by_user
+    seq_maps, compared_window = sched.seq_maps, window
+    if stopped:
+        seq_maps, compared_window = _up_to_stop(sched, window, run.controller)
     comparison = compare_outputs(
         {c: recorded_all[c] for c in plan.compared},
         replayed,
         tolerances=tol,
         channels=plan.compared,
-        seq_maps=sched.seq_maps,
-        window=window,
+        seq_maps=seq_maps,
+        window=compared_window,
         dropping_nodes=dropping,
+        skip_reason=_skip_reason(window, plan, damaged, stopped),
     )
     return ReplayResult(
         comparison=comparison,
@@ -213,6 +220,39 @@ def replay(
         command=command,
         drops=drops,
         timed_out=timed_out,
-        seq_maps=sched.seq_maps,
+        seq_maps=seq_maps,
         notes=[dataflow_note] if dataflow_note else [],
+        stopped_by_user=stopped,
     )
+
+
+def _up_to_stop(
+    sched: Schedule, window: tuple[int | None, int | None], controller: Controller
+) -> tuple[dict[str, list[int]], tuple[int | None, int | None]]:
+    """What a replay stopped with ``q`` covered: per fed channel the seqs actually sent, and
+    the window cut at the recorded time of the last message sent (for outputs without a usable
+    cause), so only the outputs of what was sent are compared."""
+    sent = controller.sent_per_channel
+    seq_maps = {c: seqs[: sent.get(c, 0)] for c, seqs in sched.seq_maps.items()}
+    end = sched.origin_ns + controller.recorded_time_ns + 1
+    return seq_maps, (window[0], end if window[1] is None else min(end, window[1]))
+
+
+def _skip_reason(
+    window: tuple[int | None, int | None], plan: ReplayPlan, damaged: bool, stopped: bool
+) -> str:
+    """Why recorded outputs may be left out of the comparison: their inputs were not fed."""
+    why = [
+        text
+        for text, applies in (
+            ("outside --start/--end", window != (None, None)),
+            ("not sent, see --channels", bool(plan.unsent)),
+            ("lost from the damaged recording", damaged),
+            ("stopped by user", stopped),
+        )
+        if applies
+    ]
+    return "their inputs were not replayed" + (f" ({'; '.join(why)})" if why else "")
+
+
+__all__ = ["NodeOptionError", "ReplayError", "replay"]

@@ -45,6 +45,7 @@ class ChannelMismatch(DoraItemError):
         rel = session.rel(path)
         lines = [
             *_clip(channel_detail(ch)),
+            *(f"note: {n}" for n in result.notes),
             f"reproduce: {replay_command(session, path, dataflow)}",
         ]
         fix = (

@@ -20,6 +20,7 @@ from pytest_dora._golden import GoldenFiles
 SESSION_KEY = pytest.StashKey["DoraSession"]()
 UPDATE_PROPERTY = "dora_golden_update"  #: user_properties key that carries a golden change
 REPORT_PROPERTY = "dora_report"  #: user_properties key that carries a written plot's path
+NOTE_PROPERTY = "dora_note"  #: user_properties key that carries a replay's note
 _CACHE_SIZE = 2  # replay results kept in memory: items run grouped by file, so 2 is plenty
 
 
@@ -32,6 +33,7 @@ class _Outcome:
     log_dir: Path | None = None
     dataflow: Path | None = None  #: passed to replay when the recorded one had moved
     updated: str | None = None  #: what --dora-update-golden changed, if anything
+    noted: bool = False  #: its notes were handed to an item's report
 
 
 class DoraSession:
@@ -53,6 +55,7 @@ class DoraSession:
         #: per recording, the channels selected to run (after -k/-m); unknown = all
         self.selected: dict[Path, set[str]] = {}
         self.reports: list[str] = []
+        self.notes: list[str] = []
         self._outcomes: OrderedDict[Path, _Outcome] = OrderedDict()
         self._log_dirs: list[Path] = []
         self._keep_logs = False
@@ -116,6 +119,9 @@ class DoraSession:
         if outcome.updated:
             props.append((UPDATE_PROPERTY, outcome.updated))
             outcome.updated = None  # reported once, by the first item that saw it
+        if outcome.result is not None and not outcome.noted:
+            outcome.noted = True
+            props.extend((NOTE_PROPERTY, f"{self.rel(path)}: {n}") for n in outcome.result.notes)
         if outcome.error is not None:
             raise ReplayCrashed(self.rel(path), outcome.error, outcome.log_dir)
         crashed = _failures_for(outcome.result, channel)
@@ -216,6 +222,8 @@ class DoraSession:
             # through the report, so an xdist controller prints them too
             news = self.updates[made:] + ([outcome.updated] if outcome.updated else [])
             node.user_properties.extend((UPDATE_PROPERTY, line) for line in news)
+            notes = outcome.result.notes
+            node.user_properties.extend((NOTE_PROPERTY, f"{path}: {n}") for n in notes)
             return outcome.result
 
         return dora_replay
@@ -288,9 +296,11 @@ class DoraSession:
                 self.updates.append(str(value))
             elif key == REPORT_PROPERTY and value not in self.reports:
                 self.reports.append(str(value))
+            elif key == NOTE_PROPERTY and value not in self.notes:
+                self.notes.append(str(value))
 
     def summary_lines(self) -> list[str]:
-        lines: list[str] = []
+        lines = [f"dora: note: {n}" for n in self.notes]
         if self.updates:
             lines.append(f"dora: {len(self.updates)} golden recording(s) updated:")
             lines += [f"  {u}" for u in self.updates]

@@ -1,0 +1,317 @@
+"""What a new user ran into with ``dora replay``: a golden file replayed in a second clone, ``q``
+while stepping, the flag named by an error, skipped messages of a truncated recording.
+
+Checkout A holds ``flow/`` (two sensors feeding a live ``scale``) and ``golden/run.dora``
+recorded there with ``dora record``; tests copy it into a second checkout B where needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from _cli import run_dora
+
+import dora_replay
+from dora_replay._plan import load_dataflow
+from dora_replay.compare import ChannelComparison
+from dora_replay.tolerances import Tolerance
+
+REPO = Path(__file__).resolve().parents[2]
+
+SENSOR = """
+import pyarrow as pa
+from dora import Node
+
+node = Node()
+i = 0
+for event in node:
+    if event["type"] == "INPUT":
+        node.send_output("value", pa.array([float(i), i / 2]), {"i": i})
+        i += 1
+"""
+
+SCALE = """
+import pyarrow as pa
+from dora import Node
+
+FACTOR = 3.0
+node = Node()
+for event in node:
+    if event["type"] == "INPUT":
+        v = [x * FACTOR for x in event["value"].to_pylist()]
+        node.send_output("scaled", pa.array(v), {"i": event["metadata"]["i"]})
+"""
+
+DATAFLOW = """
+nodes:
+  - id: sensor
+    path: nodes/sensor.py
+    inputs:
+      tick: dora/timer/millis/20
+    outputs: [value]
+  - id: imu
+    path: nodes/sensor.py
+    inputs:
+      tick: dora/timer/millis/30
+    outputs: [value]
+  - id: scale
+    path: nodes/scale.py
+    inputs:
+      value: sensor/value
+      imu: imu/value
+    outputs: [scaled]
+"""
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def checkout_a(tmp_path_factory: pytest.TempPathFactory, guarded) -> Path:
+    """Checkout A: ``flow/`` and a 1 s recording of it, ``golden/run.dora``."""
+    a = tmp_path_factory.mktemp("checkout") / "a"
+    (a / "flow" / "nodes").mkdir(parents=True)
+    (a / "golden").mkdir()
+    (a / "flow" / "nodes" / "sensor.py").write_text(SENSOR)
+    (a / "flow" / "nodes" / "scale.py").write_text(SCALE)
+    (a / "flow" / "dataflow.yml").write_text(DATAFLOW)
+    with guarded():
+        r = run_dora(
+            "record",
+            "flow/dataflow.yml",
+            "-o",
+            "golden/run.dora",
+            "--stop-after",
+            "1",
+            "--log-dir",
+            str(a.parent / "rec-logs"),
+            cwd=a,
+        )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return a
+
+
+def _second_clone(a: Path, b: Path, factor: float) -> Path:
+    """Checkout B: a copy of A whose ``scale`` multiplies by ``factor``."""
+    shutil.copytree(a / "flow", b / "flow", ignore=shutil.ignore_patterns("out"))
+    (b / "golden").mkdir()
+    shutil.copy(a / "golden" / "run.dora", b / "golden" / "run.dora")
+    scale = b / "flow" / "nodes" / "scale.py"
+    scale.write_text(scale.read_text().replace("FACTOR = 3.0", f"FACTOR = {factor!r}"))
+    return b
+
+
+def _count(recording: Path, channel: str) -> int:
+    with dora_replay.open(recording) as rec:
+        return rec.channels[channel].message_count
+
+
+def test_golden_replayed_in_a_second_clone_runs_that_clones_nodes(
+    checkout_a: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorded dataflow of A still exists, but from B the replay runs B's nodes (and
+    writes B's logs): the dataflow nearest to where the user works wins, with a note."""
+    b = _second_clone(checkout_a, tmp_path / "b", factor=4.0)
+    recorded = checkout_a / "flow" / "dataflow.yml"
+    r = run_dora("replay", "golden/run.dora", "--speed", "0", "--assert", "-q", cwd=b)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"note: recorded from {recorded}; using flow/dataflow.yml\n" in r.stdout
+    assert "1 of 1 channel(s) differ" in r.stdout and "3.0 -> 4.0" in r.stdout, r.stdout
+    assert (b / "flow" / "out").is_dir() and not (checkout_a / "flow" / "out").exists()
+
+    # control: in A itself the recorded file is used, silently, and everything matches
+    a = run_dora(
+        "replay",
+        "golden/run.dora",
+        "--speed",
+        "0",
+        "--assert",
+        "-q",
+        "--log-dir",
+        str(tmp_path / "la"),
+        cwd=checkout_a,
+    )
+    assert a.returncode == 0, a.stdout + a.stderr
+    assert "note:" not in a.stdout and "all 1 channel(s) match" in a.stdout
+
+    # from a folder of neither checkout: the folders above the recording decide
+    monkeypatch.chdir(tmp_path)
+    assert dora_replay.find_dataflow(b / "golden" / "run.dora") == b / "flow" / "dataflow.yml"
+    assert dora_replay.find_dataflow(checkout_a / "golden" / "run.dora") == recorded
+    result = dora_replay.replay(b / "golden" / "run.dora", speed=0, log_dir=tmp_path / "lb")
+    assert result.notes == [f"recorded from {recorded}; using b/flow/dataflow.yml"]
+    assert not result.ok and result.comparison.channels["scale/scaled"].count("value") > 0
+
+
+def test_pytest_plugin_in_a_second_clone_runs_that_clones_nodes(
+    checkout_a: Path, tmp_path: Path
+) -> None:
+    b = _second_clone(checkout_a, tmp_path / "b", factor=4.0)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--dora-replay"]
+        + ["golden/run.dora", "-p", "no:xdist"],
+        cwd=b,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        start_new_session=True,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    note = f"recorded from {checkout_a / 'flow' / 'dataflow.yml'}; using flow/dataflow.yml"
+    assert f"dora: note: golden/run.dora: {note}" in proc.stdout, out  # run summary
+    assert f"note: {note}\n" in proc.stdout, out  # and in the failure of scale/scaled
+    assert "1 failed" in proc.stdout, out
+
+
+def test_q_at_a_step_stops_the_whole_replay(checkout_a: Path, tmp_path: Path) -> None:
+    """Two feeders (sensor, imu): after `q` neither prompts nor sends again; only the outputs
+    of what was sent are compared, and they match."""
+    total = _count(checkout_a / "golden" / "run.dora", "scale/scaled")
+    report = tmp_path / "r.json"
+    r = run_dora(
+        "replay",
+        "golden/run.dora",
+        "--step",
+        "--assert",
+        "-q",
+        "--report",
+        str(report),
+        "--log-dir",
+        str(tmp_path / "l"),
+        cwd=checkout_a,
+        stdin="\n\nq\n",
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("next: ") == 3, r.stdout  # Enter, Enter, q: no prompt after q
+    assert "next: sensor/value seq 0" in r.stdout and "next: imu/value seq 0" in r.stdout
+    assert "stopped by user after 2 message(s): only their outputs are compared" in r.stdout
+    assert (
+        f"scale/scaled: ok (2 message(s) match, {total - 2} skipped: their inputs were not "
+        "replayed (stopped by user))" in r.stdout
+    ), r.stdout
+    assert "differ" not in r.stdout and "missing" not in r.stdout
+    data = json.loads(report.read_text())
+    assert data["stopped_by_user"] is True and data["messages_sent"] == 2 and data["ok"]
+
+
+def test_node_errors_name_the_flag_that_was_used(checkout_a: Path, tmp_path: Path) -> None:
+    golden = str(checkout_a / "golden" / "run.dora")
+    known = "the dataflow has: sensor, imu, scale"
+    r = run_dora("replay", golden, "--replace", "foo", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"error: --replace names unknown node(s) foo; {known}" in r.stderr, r.stderr
+    assert "--replay-nodes" not in r.stderr
+    r = run_dora("replay", golden, "--replay-nodes", "foo", cwd=tmp_path)
+    assert f"error: --replay-nodes names unknown node(s) foo; {known}" in r.stderr, r.stderr
+    r = run_dora("replay", golden, "--replay-nodes", "bar", "--replace", "foo", cwd=tmp_path)
+    assert "error: --replace/--replay-nodes names unknown node(s) bar, foo" in r.stderr
+    r = run_dora("replay", golden, "--replace", "foo=x.py", cwd=tmp_path)
+    assert f"error: --replace names unknown node(s) foo; {known}" in r.stderr, r.stderr
+
+
+def test_truncated_recording_report_mentions_skipped_messages(
+    checkout_a: Path, tmp_path: Path
+) -> None:
+    """A recording whose outputs come before their inputs in the file (as can happen with
+    chained nodes), cut with `head -c`: outputs whose inputs were lost are skipped, and the text
+    report says how many and why, as the JSON report does."""
+    whole = tmp_path / "outputs-first.dora"
+    with dora_replay.open(checkout_a / "golden" / "run.dora") as rec:
+        messages = list(rec.iter_messages())  # in log-time order
+        # one message per chunk: the cut loses the last inputs of both sensors, nothing else
+        with dora_replay.open_writer(
+            whole, rec.dataflow_yaml, dict(rec.metadata), chunk_size_bytes=1
+        ) as w:
+            for m in sorted(messages, key=lambda m: m.channel != "scale/scaled"):
+                w.write_message(m)
+    cut = tmp_path / "cut.dora"
+    with cut.open("wb") as f:
+        size = whole.stat().st_size * 7 // 8
+        subprocess.run(["head", "-c", str(size), str(whole)], stdout=f, check=True)
+    report = tmp_path / "r.json"
+    r = run_dora(
+        "replay",
+        str(cut),
+        "--speed",
+        "0",
+        "-q",
+        "--report",
+        str(report),
+        "--log-dir",
+        str(tmp_path / "l"),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    ch = json.loads(report.read_text())["comparison"]["channels"]["scale/scaled"]
+    assert ch["skipped"] > 0 and ch["matched"] + ch["skipped"] == ch["recorded_count"], ch
+    line = (
+        f"scale/scaled: ok ({ch['matched']} message(s) match, {ch['skipped']} skipped: their "
+        "inputs were not replayed (lost from the damaged recording))"
+    )
+    assert line in r.stdout, r.stdout
+    assert "warning: file ends inside a chunk" in r.stdout
+
+
+# -- without processes: the lookup order and the report wording ----------------------------
+
+SMALL_YAML = (
+    "nodes:\n  - {id: cam, path: cam.py, inputs: {tick: dora/timer/millis/10}, outputs: [x]}\n"
+)
+
+
+def _small_checkout(root: Path) -> Path:
+    (root / "examples" / "robot").mkdir(parents=True)
+    (root / "examples" / "robot" / "cam.py").write_text("")
+    df = root / "examples" / "robot" / "dataflow.yml"
+    df.write_text(SMALL_YAML)
+    return df
+
+
+def _small_recording(path: Path, dataflow_path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with dora_replay.open_writer(path, SMALL_YAML, {"dataflow_path": str(dataflow_path)}) as w:
+        w.write("cam/x", pa.array([1.0]), log_time_ns=1, publish_time_ns=1, seq=0)
+    return path
+
+
+def test_the_copy_nearest_the_user_wins_over_the_recorded_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = _small_checkout(tmp_path / "a")
+    clone = _small_checkout(tmp_path / "b")
+    in_clone = _small_recording(tmp_path / "b" / "golden" / "r.dora", recorded)
+    outside = _small_recording(tmp_path / "elsewhere" / "r.dora", recorded)
+    monkeypatch.chdir(tmp_path / "b")
+    assert dora_replay.find_dataflow(outside) == clone  # below the current folder
+    (tmp_path / "b" / "docs").mkdir()
+    monkeypatch.chdir(tmp_path / "b" / "docs")
+    assert dora_replay.find_dataflow(outside) == clone  # below a folder above it
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert dora_replay.find_dataflow(in_clone) == clone  # below a folder above the recording
+    assert dora_replay.find_dataflow(outside) == recorded  # nothing nearer: the recorded file
+    with dora_replay.open(in_clone) as rec:
+        desc, note = load_dataflow(rec, None)
+    assert desc.path == clone
+    assert note == f"recorded from {recorded}; using {clone}"
+    with dora_replay.open(outside) as rec:
+        assert load_dataflow(rec, None)[1] is None
+
+
+def test_summary_counts_skipped_messages_with_the_reason() -> None:
+    ch = ChannelComparison("planner/target", Tolerance(), recorded_count=49, matched=46)
+    assert ch.summary() == "planner/target: ok (46 message(s) match)"
+    ch.skipped, ch.skip_reason = 3, "their inputs were not replayed (outside --start/--end)"
+    assert ch.summary() == (
+        "planner/target: ok (46 message(s) match, 3 skipped: their inputs were not replayed "
+        "(outside --start/--end))"
+    )
+    assert ch.to_dict()["skip_reason"] == ch.skip_reason
