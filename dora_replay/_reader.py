@@ -189,6 +189,13 @@ class PartFile:
             pre = parse_prefix(raw, pos)
             if pre is not None:
                 if pos + PREFIX_SIZE + pre.meta_len + 4 > self.size:
+                    # The file ends inside this head, or its length field is damaged: only
+                    # the first if no valid frame follows.
+                    nxt = self._resync(pos + 1)
+                    if nxt < self.size:
+                        self._lost(pos, nxt - pos, "garbage", "unreadable bytes skipped", None)
+                        pos = nxt
+                        continue
                     if pre.opcode != OP_FOOTER:  # a cut-off footer loses no message
                         self._lost(pos, self.size - pos, "truncated", "file ends inside a frame")
                     return
