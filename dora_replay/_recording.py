@@ -98,6 +98,8 @@ class Recording:
             raise
         self.header: Header = self.parts[0].header
         self._extra_problems: list[Problem] = []
+        #: files beside this recording that were not read (parts of another recording)
+        self.warnings: list[str] = []
         self.channels: dict[str, ChannelInfo] = {}
         self._refs: list[_ChunkRef] = []
         self._index()
@@ -377,25 +379,52 @@ def _paths_of(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]])
     return [path]
 
 
-def _with_siblings(rec_paths: list[Path]) -> list[Path]:
-    """For a single first part of a split recording, every part of it in order."""
+def _with_siblings(rec_paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """For a single first part of a split recording, every part of it in order, and a warning
+    for each file named like a later part that belongs to another recording (a leftover of an
+    earlier recording under the same name): those are not read."""
     first = PartFile(rec_paths[0])
     try:
         if first.header.part != 1:
-            return rec_paths
+            return rec_paths, []
         m = _PART_RE.match(first.path.stem)
         if m is None:
-            return rec_paths
-        paths = [first.path]
+            return rec_paths, []
+        rid = first.header.recording_id
+        paths: list[Path] = [first.path]
+        stale: dict[str, list[str]] = {}  # recording_id -> files
         n = 2
         while True:
             nxt = first.path.with_name(f"{m['base']}_{n:03d}{first.path.suffix}")
             if not nxt.exists():
-                return paths
-            paths.append(nxt)
+                break
+            other = _recording_id(nxt)
+            if stale or other != rid:
+                stale.setdefault(other or "(unreadable)", []).append(str(nxt))
+            else:
+                paths.append(nxt)
             n += 1
     finally:
         first.close()
+    warnings = [
+        f"left out {', '.join(files)}: from another recording (recording_id {other}, not "
+        f"{rid or '(none)'} as in {first.path}); delete "
+        f"{'it' if len(files) == 1 else 'them'}, or record with --overwrite, which replaces "
+        "every part"
+        for other, files in stale.items()
+    ]
+    return paths, warnings
+
+
+def _recording_id(path: Path) -> str | None:
+    try:
+        part = PartFile(path)
+    except RecordingError:
+        return None
+    try:
+        return part.header.recording_id
+    finally:
+        part.close()
 
 
 def open(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> Recording:  # noqa: A001
@@ -404,6 +433,9 @@ def open(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> R
     a list of parts. Raises :class:`RecordingError` (or ``RecordingCorruptError`` when a file has
     no readable header); any later damage is skipped and listed in ``problems``."""
     paths = _paths_of(source)
+    warnings: list[str] = []
     if len(paths) == 1:
-        paths = _with_siblings(paths)
-    return Recording(paths)
+        paths, warnings = _with_siblings(paths)
+    rec = Recording(paths)
+    rec.warnings = warnings
+    return rec

@@ -84,7 +84,7 @@ def open_checked(source: Source) -> tuple[Recording, list[str]]:
     rid = rec.header.recording_id
     odd = [p for p in rec.parts if p.header.recording_id != rid]
     if not odd:
-        return rec, []
+        return rec, list(rec.warnings)
     first = rec.parts[0].path
     keep = [p.path for p in rec.parts if p.header.recording_id == rid]
     others: dict[str, list[str]] = {}

@@ -168,7 +168,7 @@ def replay(
         ]
         recorded_all = read_channels(rec, live_recorded)
         sched = _schedule(rec, plan, window, recorded_all, lockstep)
-        warnings = list(plan.warnings) + [p.message for p in rec.problems]
+        warnings = list(rec.warnings) + list(plan.warnings) + [p.message for p in rec.problems]
         with tempfile.TemporaryDirectory(prefix="dora-replay-") as tmp:
             run = Run(
                 rec,
