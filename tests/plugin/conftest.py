@@ -3,7 +3,8 @@ projects that replay it.
 
 The recording is made once per session; each project gets its own copy (update tests rewrite
 it) plus a copy of ``flow/`` for tests that record new goldens. Replays run the nodes of the
-session's copy, the dataflow the recording names.
+project's own copy of ``flow/``: the dataflow nearest to where the replay runs wins over the
+path the recording names (``dora_replay.find_dataflow``).
 """
 
 from __future__ import annotations
