@@ -149,9 +149,15 @@ def update_golden(
     ``replayed``: a :class:`ReplayResult` (its compared channels are rewritten) or the path of
     a replayed run saved with ``out=`` (its live channels are rewritten); ``channels`` narrows
     that set. Header, metadata and every other channel are copied unchanged. Raises
-    ``RecordingError`` when the golden file is a split recording.
+    ``RecordingError`` when the golden file is a split recording or the replay was stopped
+    by the user before the end.
     """
     golden = Path(golden_path)
+    if getattr(replayed, "stopped_by_user", False):
+        raise RecordingError(
+            f"{golden}: not updated: the replay was stopped by the user (q at a --step prompt), "
+            "so its outputs cover only part of the recording; replay it to the end first"
+        )
     new, replayed_all, seq_maps = _replayed_of(replayed)
     if channels is not None:
         new = {c: new.get(c, []) for c in channels}

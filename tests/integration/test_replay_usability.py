@@ -7,6 +7,7 @@ recorded there with ``dora record``; tests copy it into a second checkout B wher
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -201,6 +202,21 @@ def test_q_at_a_step_stops_the_whole_replay(checkout_a: Path, tmp_path: Path) ->
     assert "differ" not in r.stdout and "missing" not in r.stdout
     data = json.loads(report.read_text())
     assert data["stopped_by_user"] is True and data["messages_sent"] == 2 and data["ok"]
+
+
+def test_a_golden_is_not_updated_from_a_replay_stopped_by_the_user(
+    checkout_a: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    golden = tmp_path / "run.dora"
+    shutil.copy(checkout_a / "golden" / "run.dora", golden)
+    before = golden.read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\nq\n"))  # what a user types at the prompt
+    monkeypatch.chdir(checkout_a)
+    result = dora_replay.replay(golden, step=True, log_dir=tmp_path / "l")
+    assert result.stopped_by_user and result.messages_sent == 1
+    with pytest.raises(dora_replay.RecordingError, match="stopped by the user"):
+        dora_replay.update_golden(golden, result)
+    assert golden.read_bytes() == before
 
 
 def test_node_errors_name_the_flag_that_was_used(checkout_a: Path, tmp_path: Path) -> None:
