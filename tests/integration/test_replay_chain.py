@@ -10,31 +10,11 @@ from pathlib import Path
 
 import pytest
 from _cli import run_dora
+from _replay_nodes import SCALE, SENSOR
 
 import dora_replay
 
 REPO = Path(__file__).resolve().parents[2]
-
-SENSOR = """
-import pyarrow as pa
-from dora import Node
-node = Node()
-i = 0
-for event in node:
-    if event["type"] == "INPUT":
-        node.send_output("value", pa.array([float(i), i / 2]), {"i": i})
-        i += 1
-"""
-
-SCALE = """
-import pyarrow as pa
-from dora import Node
-node = Node()
-for event in node:
-    if event["type"] == "INPUT":
-        v = [x * 3.0 for x in event["value"].to_pylist()]
-        node.send_output("scaled", pa.array(v), {"i": event["metadata"]["i"]})
-"""
 
 TOTAL = """
 import pyarrow as pa

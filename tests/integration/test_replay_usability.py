@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from _cli import run_dora
+from _replay_nodes import SCALE, SENSOR
 
 import dora_replay
 from dora_replay._plan import load_dataflow
@@ -25,30 +26,6 @@ from dora_replay.compare import ChannelComparison
 from dora_replay.tolerances import Tolerance
 
 REPO = Path(__file__).resolve().parents[2]
-
-SENSOR = """
-import pyarrow as pa
-from dora import Node
-
-node = Node()
-i = 0
-for event in node:
-    if event["type"] == "INPUT":
-        node.send_output("value", pa.array([float(i), i / 2]), {"i": i})
-        i += 1
-"""
-
-SCALE = """
-import pyarrow as pa
-from dora import Node
-
-FACTOR = 3.0
-node = Node()
-for event in node:
-    if event["type"] == "INPUT":
-        v = [x * FACTOR for x in event["value"].to_pylist()]
-        node.send_output("scaled", pa.array(v), {"i": event["metadata"]["i"]})
-"""
 
 DATAFLOW = """
 nodes:
