@@ -1,6 +1,10 @@
 """Node scripts shared by the replay tests: a timer-driven sensor and a node that scales what
 it receives (``FACTOR``; tests that need a changed node rewrite that line)."""
 
+from pathlib import Path
+
+from _cli import run_dora
+
 SENSOR = """
 import pyarrow as pa
 from dora import Node
@@ -24,3 +28,27 @@ for event in node:
         v = [x * FACTOR for x in event["value"].to_pylist()]
         node.send_output("scaled", pa.array(v), {"i": event["metadata"]["i"]})
 """
+
+
+def record_project(proj: Path, nodes: dict[str, str], dataflow: str) -> Path:
+    """A project folder as a team keeps it: ``flow/dataflow.yml`` with ``flow/nodes/<name>.py``
+    for each of ``nodes`` (name -> script), and ``golden/run.dora``, a 1 s ``dora record`` of
+    it run from ``proj``. Returns the recording. Call it inside the ``guarded()`` fixture."""
+    (proj / "flow" / "nodes").mkdir(parents=True)
+    (proj / "golden").mkdir()
+    for name, text in nodes.items():
+        (proj / "flow" / "nodes" / f"{name}.py").write_text(text)
+    (proj / "flow" / "dataflow.yml").write_text(dataflow)
+    r = run_dora(
+        "record",
+        "flow/dataflow.yml",
+        "-o",
+        "golden/run.dora",
+        "--stop-after",
+        "1",
+        "--log-dir",
+        str(proj.parent / "rec-logs"),
+        cwd=proj,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return proj / "golden" / "run.dora"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from _cli import run_dora
-from _replay_nodes import SCALE, SENSOR
+from _replay_nodes import SCALE, SENSOR, record_project
 
 import dora_replay
 
@@ -64,25 +64,8 @@ def _dora(*args: str, cwd: Path, timeout: float = 60):
 def chain(tmp_path_factory: pytest.TempPathFactory, guarded) -> Path:
     """A 1 s recording of the chain, in ``proj/golden/run.dora`` beside ``proj/flow/``."""
     proj = tmp_path_factory.mktemp("chain") / "proj"
-    (proj / "flow" / "nodes").mkdir(parents=True)
-    (proj / "golden").mkdir()
-    for name, text in (("sensor", SENSOR), ("scale", SCALE), ("total", TOTAL)):
-        (proj / "flow" / "nodes" / f"{name}.py").write_text(text)
-    (proj / "flow" / "dataflow.yml").write_text(DATAFLOW)
     with guarded():
-        r = _dora(
-            "record",
-            "flow/dataflow.yml",
-            "-o",
-            "golden/run.dora",
-            "--stop-after",
-            "1",
-            "--log-dir",
-            str(proj.parent / "rec-logs"),
-            cwd=proj,
-        )
-    assert r.returncode == 0, r.stdout + r.stderr
-    return proj / "golden" / "run.dora"
+        return record_project(proj, {"sensor": SENSOR, "scale": SCALE, "total": TOTAL}, DATAFLOW)
 
 
 def test_live_node_dying_before_it_connects_ends_the_replay(chain: Path, tmp_path: Path) -> None:

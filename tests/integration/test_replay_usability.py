@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from _cli import run_dora
-from _replay_nodes import SCALE, SENSOR
+from _replay_nodes import SCALE, SENSOR, record_project
 
 import dora_replay
 from dora_replay._plan import load_dataflow
@@ -54,24 +54,8 @@ pytestmark = pytest.mark.timeout(120)
 def checkout_a(tmp_path_factory: pytest.TempPathFactory, guarded) -> Path:
     """Checkout A: ``flow/`` and a 1 s recording of it, ``golden/run.dora``."""
     a = tmp_path_factory.mktemp("checkout") / "a"
-    (a / "flow" / "nodes").mkdir(parents=True)
-    (a / "golden").mkdir()
-    (a / "flow" / "nodes" / "sensor.py").write_text(SENSOR)
-    (a / "flow" / "nodes" / "scale.py").write_text(SCALE)
-    (a / "flow" / "dataflow.yml").write_text(DATAFLOW)
     with guarded():
-        r = run_dora(
-            "record",
-            "flow/dataflow.yml",
-            "-o",
-            "golden/run.dora",
-            "--stop-after",
-            "1",
-            "--log-dir",
-            str(a.parent / "rec-logs"),
-            cwd=a,
-        )
-    assert r.returncode == 0, r.stdout + r.stderr
+        record_project(a, {"sensor": SENSOR, "scale": SCALE}, DATAFLOW)
     return a
 
 
