@@ -21,7 +21,8 @@ def run(
     stop_after: str | None = typer.Option(
         None,
         "--stop-after",
-        help="Send STOP to every node after this long, as Ctrl-C does (30, 10s, 500ms, 5m).",
+        help="Send STOP to every node after this long, as Ctrl-C does (30, 10s, 500ms, 5m); "
+        "counted from when every node is up (has created Node()).",
     ),
     log_dir: Path | None = typer.Option(
         None,
@@ -46,7 +47,9 @@ def run(
 
     Each node runs as its own process; its output is shown prefixed with its id and written to
     its log file. A node that fails is reported with its exit code and last log lines; the other
-    nodes keep running and `dora run` exits with status 1 at the end.
+    nodes keep running and `dora run` exits with status 1 at the end. Timers start once every
+    node has created Node(); a node that has not after 5 s is named, and after 30 s
+    (DORA_CONNECT_TIMEOUT_S) the others start without it.
     """
     opts = None
     if record is not None:

@@ -39,6 +39,11 @@ StatusCallback = Callable[[str, str, "int | None"], None]
 
 DEFAULT_GRACE_S = 5.0
 TAP_GRACE_S = 30.0
+CONNECT_NOTE_S = 5.0
+"""After this long without every node connected, the daemon names the ones it waits for."""
+CONNECT_TIMEOUT_S = 30.0
+"""Timers and ``--stop-after`` start at the latest this long after the nodes were started
+(``DORA_CONNECT_TIMEOUT_S`` in the environment of ``dora run`` overrides it)."""
 _LAST_LINES = 12
 _DRAIN_AFTER_EXIT_S = 0.5
 
@@ -77,6 +82,23 @@ class DataflowResult:
         return not self.failures
 
 
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DoraError(f"{name}={raw!r}: expected a number of seconds, e.g. 60") from None
+    if value <= 0:
+        raise DoraError(f"{name}={raw!r}: expected a number of seconds above 0")
+    return value
+
+
+def _nodes(ids: list[str]) -> str:
+    return ("node " if len(ids) == 1 else "nodes ") + ", ".join(f"`{i}`" for i in ids)
+
+
 def _default_printer(source: str, line: str) -> None:
     print(f"{source}: {line}", flush=True)
 
@@ -105,6 +127,7 @@ class Daemon:
         machine (default: all); ``extra_edges`` more receivers per ``node/output`` channel (the
         cross-machine bridge); ``start_gate`` awaited once every listening socket exists and
         before any node is spawned; ``on_status`` told when a node starts and exits."""
+        self.connect_timeout_s = _env_seconds("DORA_CONNECT_TIMEOUT_S", CONNECT_TIMEOUT_S)
         self.descriptor = descriptor
         self.dataflow_id = dataflow_id or uuid7()
         self._short = self.dataflow_id.replace("-", "")[-12:]
@@ -139,6 +162,7 @@ class Daemon:
         self._timer_tasks: list[asyncio.Task[None]] = []
         self._timer_writers: list[asyncio.StreamWriter] = []
         self._ready = asyncio.Event()
+        self._ready_task: asyncio.Future[None] | None = None
         self._waiters: list[asyncio.Task[None]] = []
         self._running = False
 
@@ -462,12 +486,49 @@ class Daemon:
         if all(s.registered or s.exited for s in self.nodes.values()):
             self._ready.set()
 
+    def _unconnected(self) -> list[str]:
+        """Nodes started but not connected yet (they have not created ``Node()``)."""
+        return [
+            s.spec.id
+            for s in self.nodes.values()
+            if s.proc is not None and not s.registered and not s.exited and s.tap is None
+        ]
+
+    async def _wait_ready(self) -> None:
+        """Wait until every node has connected (or exited), saying which ones keep the dataflow
+        waiting; after ``connect_timeout_s`` go on without them."""
+        timeout = self.connect_timeout_s
+        note_at = min(CONNECT_NOTE_S, timeout / 2)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=note_at)
+            return
+        late = self._unconnected()
+        if late and not self._stopping:
+            self._say(
+                f"waiting for {_nodes(late)} to connect (no Node() created after {note_at:g} s); "
+                "timers and --stop-after start once every node is up, at the latest after "
+                f"{timeout:g} s (DORA_CONNECT_TIMEOUT_S)"
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=timeout - note_at)
+            return
+        late = self._unconnected()
+        if late and not self._stopping:
+            them = "it" if len(late) == 1 else "them"
+            self._say(
+                f"{_nodes(late)} did not connect within {timeout:g} s: starting without {them}"
+            )
+
+    def _ready_once(self) -> asyncio.Future[None]:
+        """:meth:`_wait_ready`, run once however many wait for it."""
+        if self._ready_task is None:
+            self._ready_task = asyncio.ensure_future(self._wait_ready())
+        return asyncio.shield(self._ready_task)
+
     async def _start_timers_when_ready(self) -> None:
         # Timers start once every node has registered (or exited), as dora-rs does, so the first
-        # ticks are not lost while nodes import their libraries. 30 s caps a node that never
-        # calls Node().
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout=30.0)
+        # ticks are not lost while nodes import their libraries.
+        await self._ready_once()
         if self._stopping:
             return
         by_source: dict[str, list[tuple[NodeState, str]]] = {}
@@ -509,10 +570,9 @@ class Daemon:
         if stop_after_s is not None:
             # --stop-after counts from when every node is up (timers start then), so a
             # 3 s run is 3 s of dataflow, not 3 s minus the nodes' import time.
-            ready = asyncio.ensure_future(self._ready.wait())
+            ready = asyncio.ensure_future(self._ready_once())
             stop = asyncio.ensure_future(self._stop_requested.wait())
-            await asyncio.wait({ready, stop}, timeout=30.0, return_when=asyncio.FIRST_COMPLETED)
-            ready.cancel()
+            await asyncio.wait({ready, stop}, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
         try:
             await asyncio.wait_for(self._stop_requested.wait(), timeout=stop_after_s)
@@ -525,6 +585,12 @@ class Daemon:
             t.cancel()
         self._say("stopping dataflow: sent STOP to every node")
         await self._broadcast(["STOP", "MANUAL"], taps=False)
+        # A node that never connected cannot get STOP: it is terminated, and said why.
+        for node_id in self._unconnected():
+            state = self.nodes[node_id]
+            state.killed_after_grace = True
+            state.kill_reason = "never connected to the daemon (it did not create Node())"
+            kill_group(state.proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
         self._stop_requested.clear()
         try:
             await asyncio.wait_for(self._all_exited.wait(), timeout=self.grace_s)
@@ -548,8 +614,9 @@ class Daemon:
             if state.tap is not None and not taps:
                 continue
             if state.proc is not None and not state.exited:
+                if not state.killed_after_grace:  # keep a reason given earlier
+                    state.kill_reason = reason
                 state.killed_after_grace = True
-                state.kill_reason = reason
                 kill_group(state.proc.pid)
 
     async def _broadcast(

@@ -343,3 +343,37 @@ nodes:
     assert time.monotonic() - t0 < 10, r.output  # not the 60 s grace
     assert "second interrupt: killing every node now" in r.stdout
     assert r.returncode == 1
+
+
+def test_a_node_that_never_connects_is_named_and_the_rest_runs(dora: DoraRunner) -> None:
+    dora.env["DORA_CONNECT_TIMEOUT_S"] = "2"
+    r = dora.run(
+        """
+nodes:
+  - id: stuck
+    path: NODES/never_connects.py
+  - id: collect
+    path: NODES/collect.py
+    inputs:
+      tick: dora/timer/millis/50
+""",
+        "--stop-after",
+        "1s",
+    )
+    assert r.returncode == 1, r.output
+    assert "waiting for node `stuck` to connect (no Node() created after 1 s)" in r.stdout
+    assert "node `stuck` did not connect within 2 s: starting without it" in r.stdout
+    assert "node `stuck` never connected to the daemon (it did not create Node()); killed" in (
+        r.stdout
+    )
+    assert "stuck (killed: never connected to the daemon" in r.stderr
+    assert _types(r.result("collect")).count("INPUT") > 5  # timers ran for the others
+    assert r.elapsed_s < 20  # not the 30 s default wait, nor a 5 s grace on top
+
+
+def test_bad_connect_timeout_is_a_one_line_error(dora: DoraRunner) -> None:
+    dora.env["DORA_CONNECT_TIMEOUT_S"] = "soon"
+    r = dora.run(_TICKING, "--stop-after", "1s")
+    assert r.returncode == 1
+    assert "Traceback" not in r.output
+    assert "error: DORA_CONNECT_TIMEOUT_S='soon': expected a number of seconds" in r.stderr
