@@ -237,15 +237,19 @@ class _Parser(FieldReader):
         deploy_key = "deploy" if "deploy" in items else "_unstable_deploy"
         deploy = self.deploy(items[deploy_key][1], label) if deploy_key in items else None
         outputs = self.outputs(node_id, label, items)
+        # Every field is checked even when the id is bad, so one run lists every problem.
+        args = self.args(label, items)
+        env = {**top_env, **(self.env(items["env"][1], label) if "env" in items else {})}
+        inputs = self.inputs(node_id, label, items)
         if not node_id:
             return None
         return NodeSpec(
             id=node_id,
             path=path,
             resolved_path=resolved,
-            args=self.args(label, items),
-            env={**top_env, **(self.env(items["env"][1], label) if "env" in items else {})},
-            inputs=self.inputs(node_id, label, items),
+            args=args,
+            env=env,
+            inputs=inputs,
             outputs=outputs,
             deploy=_merge_deploy(top_deploy, deploy),
             line=line_of(node),

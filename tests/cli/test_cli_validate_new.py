@@ -105,3 +105,14 @@ def test_new_node_refuses_to_overwrite_and_bad_names(tmp_path: Path) -> None:
     assert r.returncode == 1 and "already exists" in r.stderr and "--force" in r.stderr
     r = dora("new", "node", "9lives", "--dir", str(tmp_path))
     assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_validate_checks_every_field_of_a_node_with_a_bad_id(tmp_path: Path) -> None:
+    df = tmp_path / "df.yml"
+    df.write_text('nodes:\n  - id: 123\n    path: x.py\n    args: "unterminated \'quote"\n')
+    (tmp_path / "x.py").write_text("")
+    r = dora("validate", str(df))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"{df}:2:" in r.stderr and "quote it if it looks like a number" in r.stderr
+    assert f"{df}:4:" in r.stderr and "cannot split args" in r.stderr
+    assert "2 problems found" in r.stderr
