@@ -90,7 +90,12 @@ def record_options(
         parse_compression(compression)
     except (ValueError, Exception) as e:  # noqa: BLE001 - report any parse failure as one line
         fail(f"--compression {compression!r}: {e}")
-    opts = RecordOptions(output=str(output), compression=compression, metadata=parse_meta(meta))
+    opts = RecordOptions(
+        output=str(output),
+        compression=compression,
+        metadata=parse_meta(meta),
+        replace_parts=True,  # --overwrite replaces the earlier recording of that name, parts too
+    )
     if chunk_size:
         opts.chunk_size_bytes = parse_size(chunk_size, "--chunk-size") or opts.chunk_size_bytes
     opts.split_size_bytes = parse_size(split_size, "--split-size")
@@ -129,7 +134,8 @@ def record_dataflow(
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
-        help="Replace OUTPUT if it exists (with --split-*: also every part OUTPUT_001... of it).",
+        help="Replace OUTPUT if it exists, and delete every part OUTPUT_001... of an earlier "
+        "split recording of that name.",
     ),
 ) -> None:
     """Run DATAFLOW and record every message its nodes send (or a selection) to a .dora file.

@@ -98,8 +98,12 @@ def info(
         typer.echo(json.dumps(rec.to_dict(), indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console()
+    if not console.is_terminal:
+        # CI logs and pipes: whole lines (rich would wrap at 80 columns mid-sentence)
+        console.soft_wrap = True
     console.print(
         f"[bold]{', '.join(rec.paths)}[/bold]  (format v{rec.format_version})", soft_wrap=True
     )
@@ -109,7 +113,7 @@ def info(
         soft_wrap=True,
     )
     console.print(
-        f"{rec.message_count} messages in {rec.chunk_count} chunks, {human_size(rec.file_bytes)}, "
+        f"{_count_line(rec)} in {rec.chunk_count} chunks, {human_size(rec.file_bytes)}, "
         f"{rec.compression} ratio {rec.compression_ratio:.2f}"
         + ("" if rec.clean else "  [yellow](no footer: not closed cleanly, index rebuilt)[/]"),
         soft_wrap=True,
@@ -117,11 +121,11 @@ def info(
     if rec.metadata:
         console.print("metadata: " + ", ".join(f"{k}={v}" for k, v in rec.metadata.items()))
     console.print("nodes: " + (", ".join(rec.nodes) or "(none)"))
-    heads = ("channel", "messages", "rate Hz", "size", "compressed", "drops")
+    heads: tuple[str, ...] = ("channel", "messages", "rate Hz", "size", "compressed", "drops")
     rows = [
         (
             c.name,
-            str(c.message_count),
+            str(c.message_count - c.lost_messages),
             f"{c.rate_hz:.1f}",
             human_size(c.data_bytes),
             human_size(c.compressed_bytes),
@@ -129,6 +133,9 @@ def info(
         )
         for c in rec.channels
     ]
+    if any(c.lost_messages for c in rec.channels):  # readable above, unreadable here
+        heads += ("lost",)
+        rows = [(*r, str(c.lost_messages)) for r, c in zip(rows, rec.channels, strict=True)]
     # Plain aligned columns, one line per channel: only the Arrow type is cut to the terminal
     # width (whole when piped, and in `dora info --json`).
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(heads)]
@@ -151,13 +158,30 @@ def info(
             highlight=False,
             soft_wrap=True,
         )
-    for p in rec.problems:
-        console.print(f"[red]lost:[/] {p}")
-    if rec.problems:
+    for d in rec.damage:
+        console.print(f"[red]lost:[/] {escape(d.text)}", highlight=False)
+    if rec.damage:
+        files = list(dict.fromkeys(d.path for d in rec.damage))
         console.print(
-            f"[red]{rec.lost_messages} message(s) lost[/]; `dora record repair` rewrites the "
-            "file with a fresh index and keeps everything readable"
+            f"[red]{_lost(rec)} message(s) lost[/] (times in seconds from the start above); "
+            f"`dora record repair {files[0] if len(files) == 1 else 'FILE'}` rewrites a damaged "
+            "file with a fresh index and keeps everything readable",
+            highlight=False,
         )
+
+
+def _lost(rec: Any) -> str:
+    """``23``, ``at least 23`` or ``an unknown number of``: what the damage of ``rec`` lost."""
+    if not rec.lost_unknown:
+        return str(rec.lost_messages)
+    return f"at least {rec.lost_messages}" if rec.lost_messages else "an unknown number of"
+
+
+def _count_line(rec: Any) -> str:
+    """``960 messages``, or ``937 messages readable, 23 lost,`` for a damaged recording."""
+    if not rec.damage:
+        return f"{rec.message_count} messages"
+    return f"{rec.readable_messages} messages readable, {_lost(rec).removesuffix(' of')} lost,"
 
 
 _OVERWRITE = typer.Option("--overwrite", help="Replace OUTPUT if it exists.")
@@ -169,37 +193,63 @@ def _warn(line: str) -> None:
 
 def export(
     path: Annotated[Path, typer.Argument(help="Recording to export.")],
-    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="mcap or parquet.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="MCAP file or Parquet dir.")],
+    fmt: Annotated[
+        ExportFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="mcap or parquet (default: mcap for OUTPUT.mcap, parquet for a folder that "
+            "exists or a name without suffix).",
+        ),
+    ] = None,
     overwrite: Annotated[bool, _OVERWRITE] = False,
 ) -> None:
     """Export to MCAP (JSON messages, viewable in Foxglove) or Parquet (one file per channel)."""
-    with _errors(path), _progress(f"export {fmt.value}") as progress:
-        if fmt is ExportFormat.mcap:
-            from dora_replay._export_mcap import export_mcap
+    fmt = fmt or infer_format(output)
+    warnings: list[str] = []  # printed after the progress bar is gone
+    try:
+        with _errors(path), _progress(f"export {fmt.value}") as progress:
+            if fmt is ExportFormat.mcap:
+                from dora_replay._export_mcap import export_mcap
 
-            n = export_mcap(path, output, progress, overwrite=overwrite, warn=_warn)
-            typer.echo(f"wrote {n} messages to {output}")
-        else:
-            from dora_replay._export_parquet import export_parquet
+                n = export_mcap(path, output, progress, overwrite=overwrite, warn=warnings.append)
+                typer.echo(f"wrote {n} messages to {output}")
+            else:
+                from dora_replay._export_parquet import export_parquet
 
-            files = export_parquet(path, output, progress, overwrite=overwrite, warn=_warn)
-            typer.echo(f"wrote {len(files)} Parquet file(s) under {output}")
-    _warn_losses(path)
+                files = export_parquet(
+                    path, output, progress, overwrite=overwrite, warn=warnings.append
+                )
+                typer.echo(
+                    f"wrote {_parquet_rows(files)} messages to {len(files)} Parquet file(s) "
+                    f"under {output}"
+                )
+    finally:
+        for line in warnings:
+            _warn(line)
 
 
-def _warn_losses(path: Path) -> None:
-    """A damaged source exports what is readable; say what was not."""
-    from dora_replay.info import open_checked
+def infer_format(output: Path) -> ExportFormat:
+    """The export format ``output`` implies: ``.mcap`` -> MCAP; a folder that exists, or a name
+    without suffix (a folder to create) -> Parquet. Anything else is a usage error (one line,
+    exit 2): ``out.parquet`` could mean a file, and Parquet export writes a folder."""
+    if output.suffix.lower() == ".mcap":
+        return ExportFormat.mcap
+    if output.is_dir() or (not output.exists() and not output.suffix):
+        return ExportFormat.parquet
+    fail(
+        f"cannot tell the export format from -o {output}: pass -f mcap (writes one .mcap file) "
+        "or -f parquet (writes a folder of .parquet files)",
+        code=2,
+    )
+    raise AssertionError("fail() exits")
 
-    rec, _ = open_checked(path)
-    with rec:
-        if rec.problems:
-            _warn(
-                f"{path} is damaged: {sum(p.lost_messages or 0 for p in rec.problems)} "
-                "message(s) could not be read "
-                "and are not in the export (`dora info` lists the damage)"
-            )
+
+def _parquet_rows(files: list[Path]) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(f).num_rows for f in files)
 
 
 def import_(

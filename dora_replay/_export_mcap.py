@@ -13,7 +13,7 @@ import pyarrow as pa
 from dora_replay._jsonify import array_to_json, message_schema
 from dora_replay._recording import Recording
 from dora_replay._sink import check_output, replacing
-from dora_replay.info import Source, open_checked
+from dora_replay.info import Source, damage_warning, open_checked
 
 ARROW_TYPE_KEY = "dora.arrow_type"
 """MCAP channel metadata key: base64 Arrow IPC schema with one field ``data`` of the array type."""
@@ -35,12 +35,15 @@ def export_mcap(
     overwrite: bool = False,
     warn: Callable[[str], None] | None = None,
 ) -> int:
-    """Write every message of ``source`` to the MCAP file ``output``; returns the message count.
+    """Write every readable message of ``source`` to the MCAP file ``output``; returns the
+    number of messages written.
 
     One MCAP channel per dora channel and Arrow type (topic = ``node/output``), JSON Schema
     schemas, log/publish times kept, the dataflow and metadata in an MCAP metadata record
     named ``dora``. ``progress(done, total)`` counts messages; ``warn`` gets a line for each
-    file of another recording left out (see :func:`~dora_replay.info.open_checked`). Raises
+    file of another recording left out (see :func:`~dora_replay.info.open_checked`), and at
+    the end one line saying how many messages could not be read if ``source`` is damaged
+    (see :func:`~dora_replay.info.damage_warning`). Raises
     ``RecordingError`` if ``output`` exists (unless ``overwrite``) or is a file being read;
     ``output`` is only replaced once the export is complete."""
     from mcap.writer import CompressionType, Writer
@@ -51,11 +54,16 @@ def export_mcap(
         for line in warnings if warn is not None else ():
             warn(line)
         with replacing(output) as tmp, tmp.open("wb") as f:
-            return _write(rec, Writer(f, compression=CompressionType.ZSTD), progress)
+            written = _write(rec, Writer(f, compression=CompressionType.ZSTD), progress)
+        damage = damage_warning(rec)
+        if damage is not None and warn is not None:
+            warn(damage)
+        return written
 
 
 def _write(rec: Recording, w: Any, progress: Callable[[int, int], None] | None) -> int:
-    """Write ``rec`` with the MCAP writer ``w``; returns the message count."""
+    """Write ``rec`` with the MCAP writer ``w``; returns how many messages were written (fewer
+    than ``rec.message_count`` when chunks cannot be read)."""
     w.start(profile="", library="dora-py")
     meta = {f"meta.{k}": v for k, v in rec.metadata.items()}
     meta.update(
@@ -65,8 +73,9 @@ def _write(rec: Recording, w: Any, progress: Callable[[int, int], None] | None) 
     )
     w.add_metadata("dora", meta)
     ids: dict[tuple[str, pa.DataType], int] = {}
-    total = rec.message_count
-    for i, msg in enumerate(rec.iter_messages()):
+    total = rec.message_count  # the index's count: an upper bound for progress
+    written = 0
+    for msg in rec.iter_messages():
         key = (msg.channel, msg.data.type)
         cid = ids.get(key)
         if cid is None:
@@ -88,7 +97,10 @@ def _write(rec: Recording, w: Any, progress: Callable[[int, int], None] | None) 
             publish_time=msg.publish_time_ns,
             sequence=msg.seq & 0xFFFFFFFF,
         )
-        if progress is not None and (i % 1000 == 0 or i + 1 == total):
-            progress(i + 1, total)
+        written += 1
+        if progress is not None and written % 1000 == 1:
+            progress(written, total)
     w.finish()
-    return total
+    if progress is not None:
+        progress(written, written)
+    return written

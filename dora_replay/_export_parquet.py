@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dora_replay._sink import check_output
-from dora_replay.info import Source, open_checked
+from dora_replay.info import Source, damage_warning, open_checked
 
 CHANNEL_KEY = b"dora.channel"
 """Parquet schema metadata key naming the dora channel a file was exported from."""
@@ -31,10 +31,11 @@ def export_parquet(
     """Write each channel's :meth:`Recording.to_table` to a Parquet file under the directory
     ``output`` (created); returns the files written. ``progress(done, total)`` counts channels;
     ``warn`` gets a line for each file of another recording left out (see
-    :func:`~dora_replay.info.open_checked`). Raises ``RecordingError`` if ``output`` is a file,
-    or a folder that is not empty unless ``overwrite``: then the files written replace those
-    of the same name, and Parquet files of an earlier export there are removed, so the folder
-    holds this recording only."""
+    :func:`~dora_replay.info.open_checked`), and at the end one line saying how many messages
+    could not be read if ``source`` is damaged (see :func:`~dora_replay.info.damage_warning`).
+    Raises ``RecordingError`` if ``output`` is a file, or a folder that is not empty unless
+    ``overwrite``: then the files written replace those of the same name, and Parquet files of
+    an earlier export there are removed, so the folder holds this recording only."""
     import pyarrow.parquet as pq
 
     out = Path(output)
@@ -58,7 +59,10 @@ def export_parquet(
                 written.append(path)
             if progress is not None:
                 progress(i + 1, len(chans))
+        damage = damage_warning(rec)
     _remove_stale(out, written)
+    if damage is not None and warn is not None:
+        warn(damage)
     return written
 
 

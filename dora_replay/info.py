@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dora_replay._reader import Problem
 from dora_replay._recording import Recording
 from dora_replay._recording import open as open_recording
 
 
 @dataclass(slots=True)
 class ChannelSummary:
-    """Per-channel statistics; sizes in bytes, rate in Hz, times in ns since the Unix epoch."""
+    """Per-channel statistics; sizes in bytes, rate in Hz, times in ns since the Unix epoch.
+    ``message_count`` counts the messages of the chunks in the index, ``lost_messages`` those of
+    them that could not be read (a chunk that fails its CRC or does not decode)."""
 
     name: str
     message_count: int
@@ -24,13 +28,38 @@ class ChannelSummary:
     drops: int
     first_log_time_ns: int | None
     last_log_time_ns: int | None
+    lost_messages: int = 0
+
+
+@dataclass(slots=True)
+class Damage:
+    """One damaged or lost range of a file. ``lost_messages`` is ``None`` when the count is
+    unknown (unreadable bytes); log times (ns since the Unix epoch) are known for a chunk in the
+    index; ``text`` says what was lost for people, times in seconds from the recording's
+    first message."""
+
+    path: str
+    offset: int
+    kind: str
+    lost_messages: int | None
+    lost_bytes: int
+    channel: str | None
+    first_log_time_ns: int | None
+    last_log_time_ns: int | None
+    text: str
 
 
 @dataclass(slots=True)
 class RecordingInfo:
     """Summary of a recording. ``compression_ratio`` = uncompressed chunk bytes / compressed;
     ``warnings``: parts left out because they belong to another recording (see
-    :func:`open_checked`)."""
+    :func:`open_checked`).
+
+    ``message_count`` counts the messages the index lists, including those in chunks that
+    turn out unreadable but not those of a chunk cut off at the end of a file;
+    ``readable_messages`` are the ones that can be read, ``lost_messages`` the ones known lost
+    (a cut-off chunk included); ``damage`` has one entry per problem (``problems`` the same
+    as text, with times in ns)."""
 
     paths: list[str]
     format_version: int
@@ -50,6 +79,13 @@ class RecordingInfo:
     problems: list[str] = field(default_factory=list)
     lost_messages: int = 0
     warnings: list[str] = field(default_factory=list)
+    readable_messages: int = 0
+    damage: list[Damage] = field(default_factory=list)
+
+    @property
+    def lost_unknown(self) -> bool:
+        """Some damage holds an unknown number of messages (unreadable bytes)."""
+        return any(d.lost_messages is None for d in self.damage)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (what ``dora info --json`` prints)."""
@@ -102,12 +138,12 @@ def open_checked(source: Source) -> tuple[Recording, list[str]]:
 
 
 def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
-    """Summarize a recording; ``verify`` reads every chunk to check CRCs and report losses.
+    """Summarize a recording; ``verify`` reads every chunk to check CRCs and report losses
+    (without it, ``readable_messages`` counts only the damage found by opening the files).
     Parts of another recording found beside it are left out and named in ``warnings``."""
     rec, warnings = open_checked(source)
     with rec:
-        if verify:
-            rec.verify()
+        readable = _read_all(rec) if verify else None
         chans = sorted(rec.channels.values(), key=lambda c: c.name)
         comp = sum(c.compressed_bytes for c in chans)
         unc = sum(c.uncompressed_bytes for c in chans)
@@ -115,6 +151,8 @@ def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
         last = [c.last_log_time_ns for c in chans if c.last_log_time_ns is not None]
         start = min(first) if first else rec.start_time_ns
         end = max(last) if last else start
+        if readable is None:
+            readable = {c.name: c.message_count for c in chans}
         problems = rec.problems
         return RecordingInfo(
             paths=[str(p) for p in rec.paths],
@@ -142,10 +180,88 @@ def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
                     c.drops,
                     c.first_log_time_ns,
                     c.last_log_time_ns,
+                    c.message_count - readable[c.name],
                 )
                 for c in chans
             ],
             problems=[str(p) for p in problems],
             lost_messages=sum(p.lost_messages or 0 for p in problems),
             warnings=warnings,
+            readable_messages=sum(readable.values()),
+            damage=[_damage(rec, p, start) for p in problems],
         )
+
+
+def _read_all(rec: Recording) -> dict[str, int]:
+    """Read (and check) every chunk, as ``Recording.verify`` does; readable messages per
+    channel."""
+    readable = dict.fromkeys(rec.channels, 0)
+    for ref in rec._refs:  # the index's chunks, with their channel names
+        batch = rec.read_batch(ref)
+        if batch is not None:
+            readable[ref.name] += batch.num_rows
+    return readable
+
+
+_LOG_TIME = re.compile(r"log time -?\d+\.\.-?\d+ ns")
+
+
+def seconds_span(first_ns: int, last_ns: int, origin_ns: int) -> str:
+    """``12.345-12.789 s``: log times (ns since the Unix epoch) as seconds after ``origin_ns``."""
+    a, b = (first_ns - origin_ns) / 1e9, (last_ns - origin_ns) / 1e9
+    return f"{a:.3f} s" if first_ns == last_ns else f"{a:.3f}-{b:.3f} s"
+
+
+def _damage(rec: Recording, p: Problem, origin_ns: int) -> Damage:
+    """``p`` with the log times of its chunk (when the index has it) and a text that gives them
+    in seconds from ``origin_ns`` rather than in epoch nanoseconds."""
+    entry = next(
+        (
+            e
+            for part in rec.parts
+            if part.path == p.path
+            for e in part.chunks
+            if e.offset == p.offset
+        ),
+        None,
+    )
+    first = last = None
+    text = p.message
+    if entry is not None:
+        first, last = entry.meta.start_log_time_ns, entry.meta.end_log_time_ns
+        span = seconds_span(first, last, origin_ns)
+        text, n = _LOG_TIME.subn(f"at {span}", text)
+        if not n:
+            text = f"{text} (at {span})"
+    return Damage(
+        str(p.path),
+        p.offset,
+        p.kind,
+        p.lost_messages,
+        p.lost_bytes,
+        p.channel,
+        first,
+        last,
+        f"{p.path}@{p.offset}: {text}",
+    )
+
+
+def damage_warning(rec: Recording) -> str | None:
+    """One line for an export of ``rec`` (after all its chunks were read): how many messages
+    could not be read, and how to see and fix the damage; ``None`` when there is none."""
+    problems = rec.problems
+    if not problems:
+        return None
+    known = sum(p.lost_messages or 0 for p in problems)
+    unknown = any(p.lost_messages is None for p in problems)
+    count = f"{known} message(s)"
+    if unknown:
+        count = f"at least {count}" if known else "an unknown number of messages"
+    files = list(dict.fromkeys(str(p.path) for p in problems))
+    damaged = f"{files[0]} is" if len(files) == 1 else f"{', '.join(files)} are"
+    fix = files[0] if len(files) == 1 else "FILE"
+    return (
+        f"{damaged} damaged: {count} could not be read and are not in the export; "
+        f"`dora info {rec.paths[0]}` lists what was lost, `dora record repair {fix}` rewrites "
+        "a damaged file with a fresh index, keeping what is readable"
+    )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dora_replay._units import human_size
+from dora_replay._units import human_duration, human_size
 from dora_replay.errors import RecordingError
 
 if TYPE_CHECKING:
@@ -35,7 +35,13 @@ _OVERWRITE_KEY = "overwrite"
 
 @dataclass
 class RecordOptions:
-    """What to record and how. Sizes in bytes, durations in seconds."""
+    """What to record and how. Sizes in bytes, durations in seconds.
+
+    ``replace_parts``: when the output may be overwritten, an unsplit recording also deletes
+    the parts ``out_001.dora``... of an earlier split recording of that name (``dora record
+    --overwrite`` asks for it; a split recording always deletes them). Off by default, so a
+    program that replaces its own output file (``dora replay --out``) never deletes the parts
+    of a recording it did not write, such as the one it replays."""
 
     output: str
     compression: str = "zstd"
@@ -44,6 +50,7 @@ class RecordOptions:
     split_duration_s: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     max_buffer_bytes: int = 512 << 20
+    replace_parts: bool = False
 
 
 def select_channels(
@@ -88,7 +95,7 @@ def recorder_tap(
     if out.parent and not out.parent.exists():
         raise RecordingError(f"cannot record to {out}: folder {out.parent} does not exist")
     if not overwrite:
-        check_output_free(out, _splits(options))
+        check_output_free(out)
     opts = dict(options.__dict__)
     opts["output"] = str(out.resolve())
     opts[_OVERWRITE_KEY] = overwrite
@@ -104,25 +111,42 @@ def _splits(options: RecordOptions) -> bool:
     return options.split_size_bytes is not None or options.split_duration_s is not None
 
 
-def check_output_free(out: Path, split: bool) -> None:
-    """Raise ``RecordingError`` when recording to ``out`` would replace a file: ``out`` itself,
-    or for a split recording (``split``) also any part ``out_001.dora``... of an earlier one
-    (a new recording would overwrite some of them and leave the rest to be read with it)."""
+def check_output_free(out: Path) -> None:
+    """Raise ``RecordingError`` when recording to ``out`` would replace a file or sit beside an
+    earlier recording of the same name: ``out`` itself, or a part ``out_001.dora``... of an
+    earlier split recording (a new split recording would overwrite some parts and leave the
+    rest to be read with it; an unsplit one would leave two recordings under one name)."""
     from dora_replay._writer import existing_parts
 
     taken = [out] if out.exists() else []
-    if split:
-        taken += existing_parts(out)
+    taken += existing_parts(out)
     if taken == [out]:
         raise RecordingError(
             f"{out} already exists; choose another name or pass --overwrite to replace it"
         )
     if taken:
         names = ", ".join(p.name for p in taken[:3]) + (", ..." if len(taken) > 3 else "")
+        what = "files of an earlier" if out in taken else "parts of an earlier split"
         raise RecordingError(
-            f"{out}: files of an earlier recording exist ({names}); choose another name or "
-            "pass --overwrite to replace them"
+            f"{out}: {what} recording exist ({names}); choose another name or pass "
+            "--overwrite to replace them"
         )
+
+
+def describe_output(opts: RecordOptions) -> str:
+    """Where a recording goes, for people: ``/d/run.dora``, or for a split recording
+    ``/d/run_001.dora, run_002.dora, ... (a new part every 10 min)``."""
+    from dora_replay._writer import part_path
+
+    out = Path(opts.output)
+    if not _splits(opts):
+        return str(out)
+    when = []
+    if opts.split_duration_s is not None:
+        when.append(f"every {human_duration(opts.split_duration_s)}")
+    if opts.split_size_bytes is not None:
+        when.append(f"past {human_size(opts.split_size_bytes)}")
+    return f"{part_path(out, 1)}, {part_path(out, 2).name}, ... (a new part {' or '.join(when)})"
 
 
 def main() -> int:
@@ -143,7 +167,7 @@ def main() -> int:
         print(f"ERROR: {e}", flush=True)
         tap.close()
         return 1
-    print(f"recording {len(tap.channels)} channel(s) to {opts.output}", flush=True)
+    print(f"recording {len(tap.channels)} channel(s) to {describe_output(opts)}", flush=True)
     return _record(tap, writer, opts)
 
 
@@ -152,9 +176,11 @@ def _open(opts: RecordOptions, tap: TapClient, overwrite: bool) -> Writer:
 
     out = Path(opts.output)
     if not overwrite:
-        check_output_free(out, _splits(opts))  # here too: this may be another machine
-    elif _splits(opts):
-        remove_recording(out)  # else old parts past the new last one would read as its tail
+        check_output_free(out)  # here too: this may be another machine
+    elif _splits(opts) or opts.replace_parts:
+        # Old parts would otherwise read as the new recording's tail (split), or stay beside
+        # it as another recording under the same name (unsplit).
+        remove_recording(out)
     return open_writer(
         opts.output,
         tap.dataflow_yaml(),
