@@ -55,7 +55,7 @@ def run(
     if record is not None:
         from dora_replay.recorder import RecordOptions
 
-        opts = RecordOptions(output=str(record))
+        opts = RecordOptions(output=str(record), replace_parts=True)
     execute(
         dataflow,
         stop_after=stop_after,

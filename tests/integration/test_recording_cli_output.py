@@ -215,6 +215,17 @@ def test_split_record_says_where_its_parts_go_and_an_unsplit_one_refuses_their_n
     with dora_replay.open(out) as rec:
         assert rec.message_count == 5 and rec.paths == [out]
 
+    # `dora run --record` follows the same rule: --overwrite replaces the parts too
+    again = run_dora("record", str(df), "-o", str(out), "--split-duration", "1s", "--overwrite")
+    assert again.returncode == 0 and (tmp_path / "split_001.dora").exists(), again.stderr
+    refused = run_dora("run", str(df), "--record", str(out))
+    assert refused.returncode == 1 and "--overwrite" in _one_error_line(refused.stderr)
+    ran = run_dora("run", str(df), "--record", str(out), "--overwrite")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert sorted(p.name for p in tmp_path.glob("split_*.dora")) == ["split_2024.dora"]
+    with dora_replay.open(out) as rec:
+        assert rec.message_count == 5 and rec.paths == [out]
+
 
 @pytest.mark.timeout(60)
 def test_export_takes_the_format_from_the_output_name(tmp_path: Path) -> None:
