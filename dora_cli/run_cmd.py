@@ -40,7 +40,10 @@ def run(
         "`dora record` has more options.",
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace the --record file if it already exists."
+        False,
+        "--overwrite",
+        help="Replace the --record file (and the parts of an earlier split recording of that "
+        "name) if it already exists.",
     ),
 ) -> None:
     """Run a dataflow until every node has exited (or Ctrl-C / --stop-after).
