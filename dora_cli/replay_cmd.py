@@ -74,7 +74,8 @@ def replay(
     assert_: bool = typer.Option(
         False,
         "--assert",
-        help="Exit 1 if any output differs from the recording (or a node failed).",
+        help="Exit 1 if any output differs from the recording, the recording is damaged (some "
+        "recorded messages could not be read) or a node failed.",
     ),
     report: Path | None = typer.Option(
         None, "--report", help="Write the full result as JSON to this file."
@@ -151,8 +152,13 @@ def replay(
         typer.echo(f"report written to {report}")
     if result.failures:
         raise typer.Exit(1)
-    if assert_ and not result.comparison.ok:
-        typer.secho("error: outputs differ from the recording (see above)", fg="red", err=True)
+    if not assert_:
+        return
+    wrong = [] if result.comparison.ok else ["outputs differ from the recording"]
+    if result.damaged:  # a damaged recording checks less than it claims: no pass for it
+        wrong.append(f"the recording is damaged: {result.damage_summary()}")
+    if wrong:
+        typer.secho(f"error: {'; '.join(wrong)}; see above", fg="red", err=True)
         raise typer.Exit(1)
 
 

@@ -1,7 +1,9 @@
 """Progress of a replay: recording time elapsed / total, messages sent, live nodes' status.
 
 On a terminal a ``rich`` live panel redrawn a few times a second; elsewhere a plain line every
-few seconds (CI logs stay readable).
+few seconds (CI logs stay readable). While stepping (``--step``) the periodic line is left out:
+it would push the prompt away and land in the middle of what the user types; the last status
+is printed once at the end.
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ class Snapshot:
 
 
 class Progress:
-    """``update(snapshot)`` often; ``close()`` once. ``mode``: ``rich``, ``plain`` or ``off``."""
+    """``update(snapshot)`` often; ``close()`` once. ``mode``: ``rich``, ``plain`` or ``off``;
+    ``periodic``: in ``plain`` mode, print the status line every few seconds (else only at
+    ``close()``)."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, *, periodic: bool = True) -> None:
         self.mode = mode
+        self.periodic = periodic
         self._live: Any = None
         self._last_plain = 0.0
         self._last: Snapshot | None = None
@@ -67,7 +72,7 @@ class Progress:
         self._last = snap
         if self.mode == "rich":
             self._live.update(self._render(snap))
-        elif self.mode == "plain":
+        elif self.mode == "plain" and self.periodic:
             now = time.monotonic()
             if now - self._last_plain >= _PLAIN_EVERY_S:
                 self._last_plain = now

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dora_replay._reader import Problem
 from dora_replay._recording import Message
 from dora_replay.compare import Comparison
 
@@ -40,6 +42,21 @@ class TimingStats:
         )
 
 
+def damage_summary(problems: list[Problem]) -> str:
+    """How much a recording lost, from its ``problems``: ``"23 recorded message(s) could not be
+    read"``, with unknown losses and a cut-off end said too; ``""`` when there is none."""
+    if not problems:
+        return ""
+    text = f"{sum(p.lost_messages or 0 for p in problems)} recorded message(s) could not be read"
+    unknown = [p for p in problems if p.lost_messages is None]
+    if unknown:
+        size = sum(p.lost_bytes for p in unknown)
+        text += f", and {size} unreadable byte(s) held an unknown number more"
+    if any(p.kind == "truncated" for p in problems):
+        text += " (the file is cut off: whatever was recorded after the cut is gone too)"
+    return text
+
+
 @dataclass
 class ReplayResult:
     """Outcome of :func:`dora_replay.replay`.
@@ -50,7 +67,9 @@ class ReplayResult:
     ``warnings``: damaged recording, unrecorded outputs...; ``notes``: what was worth saying
     (which dataflow file was used when it is not the recorded one); ``stopped_by_user``: ``q``
     was answered to a ``step`` prompt, so only the outputs of the messages sent until then were
-    compared; ``command``: the ``dora replay`` command line that reproduces this replay.
+    compared; ``problems``: what the replay found damaged or lost in the recording (empty for an
+    intact one; see :attr:`damaged`); ``command``: the ``dora replay`` command line that
+    reproduces this replay.
     """
 
     comparison: Comparison
@@ -70,11 +89,40 @@ class ReplayResult:
     seq_maps: dict[str, list[int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     stopped_by_user: bool = False
+    problems: list[Problem] = field(default_factory=list)
+    recording: Path | None = None  #: the replayed file, as given
 
     @property
     def ok(self) -> bool:
-        """No live node failed and every compared output matches."""
+        """No live node failed and every compared output matches. Says nothing about damage
+        to the recording (see :attr:`damaged`; :meth:`assert_matches` checks both)."""
         return not self.failures and self.comparison.ok
+
+    @property
+    def damaged(self) -> bool:
+        """The recording lost messages (a chunk failed its CRC, the file was cut off...): the
+        comparison covered only what was readable."""
+        return bool(self.problems)
+
+    @property
+    def lost_messages(self) -> int:
+        """Recorded messages that could not be read (those of damage with a known count)."""
+        return sum(p.lost_messages or 0 for p in self.problems)
+
+    def damage_summary(self) -> str:
+        """``"23 recorded message(s) could not be read"`` (and unknown losses); ``""`` when the
+        recording is intact."""
+        return damage_summary(self.problems)
+
+    def damage_fix(self) -> str:
+        """What to do about a damaged recording (``""`` when intact)."""
+        if not self.problems:
+            return ""
+        name = shlex.quote(str(self.recording)) if self.recording else "FILE"
+        return (
+            f"`dora record repair {name}` rewrites it with what is readable (then replay it "
+            "again), or record it again"
+        )
 
     def report(self) -> str:
         lines = [
@@ -91,13 +139,16 @@ class ReplayResult:
         lines += [f"warning: {w}" for w in self.warnings]
         for node, why in self.failures.items():
             lines.append(f"FAILED: node `{node}` {why}")
-        lines.append(self.comparison.report())
+        lines.append(self.comparison.report(damage=self.damage_summary()))
+        if self.damaged:
+            lines.append(f"damaged recording: {self.damage_fix()}")
         return "\n".join(lines)
 
     def assert_matches(self) -> None:
         """Raise ``AssertionError`` (the readable report + the command that reproduces it)
-        unless every live node ran fine and every compared output matches."""
-        if self.ok:
+        unless every live node ran fine, every compared output matches and the recording was
+        read whole (a damaged recording checks less than it claims)."""
+        if self.ok and not self.damaged:
             return
         raise AssertionError(f"{self.report()}\n\nreproduce with:\n  {self.command}")
 
@@ -114,6 +165,20 @@ class ReplayResult:
             "drops": self.drops,
             "timed_out": self.timed_out,
             "stopped_by_user": self.stopped_by_user,
+            "damaged": self.damaged,
+            "lost_messages": self.lost_messages,
+            "problems": [
+                {
+                    "path": str(p.path),
+                    "offset": p.offset,
+                    "kind": p.kind,
+                    "message": p.message,
+                    "lost_messages": p.lost_messages,
+                    "lost_bytes": p.lost_bytes,
+                    "channel": p.channel,
+                }
+                for p in self.problems
+            ],
             "timing": self.timing.__dict__,
             "log_dir": str(self.log_dir),
             "out": str(self.out) if self.out else None,

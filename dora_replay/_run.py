@@ -88,7 +88,8 @@ class Run:
         self.rec, self.plan, self.sched, self.tmp = rec, plan, sched, tmp
         self.speed, self.lockstep, self.loop = speed, lockstep, loop
         mode = Progress.choose(progress)
-        self.progress = Progress("plain" if step and mode == "rich" else mode)
+        # stepping: prompts and typed answers need the lines, so no panel and no periodic line
+        self.progress = Progress("plain" if step and mode == "rich" else mode, periodic=not step)
         self.user_printer = printer
         self._timed_out = False
         self.capture = Path(out) if out else tmp / "replayed.dora"

@@ -11,8 +11,8 @@ unrecorded channels) are then paired in order.
 A recorded output whose input was handled in the recording but produced nothing in the replay
 is ``missing``; a replayed output is ``extra`` when the recording has no counterpart although
 the recorded node handled the same input. Replayed outputs for inputs the recorded node never
-handled (it dropped them from a full queue, or they came after a damaged chunk) are counted as
-``unpaired`` and do not fail the comparison.
+handled (it dropped them from a full queue, or its outputs were lost from a damaged recording)
+are counted as ``unpaired`` and do not fail the comparison.
 """
 
 from __future__ import annotations
@@ -29,6 +29,12 @@ from dora_replay.tolerances import Tolerance, Tolerances, as_tolerances
 
 _MAX_SHOWN = 5
 SKIP_REASON = "their inputs were not replayed"
+UNPAIRED_REASON = "for inputs the recording did not handle"
+#: ``unpaired_reason`` when the recording lost messages: the recorded outputs the replayed ones
+#: would pair with, or the recorded inputs that link them, were not readable
+DAMAGED_UNPAIRED_REASON = (
+    "not compared: their recorded outputs or inputs were lost (damaged recording)"
+)
 
 
 @dataclass
@@ -81,6 +87,7 @@ class ChannelComparison:
     unpaired: int = 0
     skipped: int = 0
     skip_reason: str = SKIP_REASON
+    unpaired_reason: str = UNPAIRED_REASON
     differences: list[Difference] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     max_abs: float = 0.0
@@ -109,7 +116,7 @@ class ChannelComparison:
                 f"{self.count('missing')} missing, {self.count('extra')} extra{skipped}"
             )
         if self.unpaired:
-            s += f"; {self.unpaired} replayed output(s) for inputs the recording did not handle"
+            s += f"; {self.unpaired} replayed output(s) {self.unpaired_reason}"
         return s
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +130,7 @@ class ChannelComparison:
             "unpaired": self.unpaired,
             "skipped": self.skipped,
             "skip_reason": self.skip_reason,
+            "unpaired_reason": self.unpaired_reason,
             "max_abs": self.max_abs,
             "max_rel": self.max_rel,
             "notes": list(self.notes),
@@ -145,8 +153,10 @@ class Comparison:
     def differences(self) -> list[Difference]:
         return [d for c in self.channels.values() for d in c.differences]
 
-    def report(self, max_per_channel: int = _MAX_SHOWN) -> str:
-        """A readable report: one line per channel, then the first differences of each."""
+    def report(self, max_per_channel: int = _MAX_SHOWN, damage: str = "") -> str:
+        """A readable report: one line per channel, then the first differences of each.
+        ``damage``: what the recording lost (``ReplayResult.damage_summary()``); the verdict
+        then says that only the readable part was compared."""
         bad = [c for c in self.channels.values() if not c.ok]
         if not self.channels:
             head = "no channel was compared"
@@ -154,6 +164,8 @@ class Comparison:
             head = f"{len(bad)} of {len(self.channels)} channel(s) differ"
         else:
             head = f"all {len(self.channels)} channel(s) match"
+        if damage:
+            head += f" in the readable part; the recording is damaged: {damage}"
         lines = [head]
         lines += [f"  {c.summary()}" for c in self.channels.values()]
         for c in bad:
@@ -185,6 +197,7 @@ def compare_outputs(
     window: tuple[int | None, int | None] = (None, None),
     dropping_nodes: Iterable[str] = (),
     skip_reason: str = SKIP_REASON,
+    unpaired_reason: str = UNPAIRED_REASON,
 ) -> Comparison:
     """Compare replayed outputs with recorded ones (see the module docstring).
 
@@ -194,7 +207,10 @@ def compare_outputs(
     log times (ns since the epoch) that were replayed, for outputs without a usable cause;
     ``dropping_nodes``: nodes whose inputs dropped messages during the replay (their missing
     outputs are noted, not counted); ``skip_reason``: why recorded outputs whose inputs were
-    not replayed are left out (``ChannelComparison.skipped``), as the report words it.
+    not replayed are left out (``ChannelComparison.skipped``), as the report words it;
+    ``unpaired_reason``: what the report says of replayed outputs with no recorded counterpart
+    that do not count as extra (``ChannelComparison.unpaired``), e.g.
+    :data:`DAMAGED_UNPAIRED_REASON` when the recording lost messages.
     """
     tol = tolerances or Tolerances()
     seq_maps = seq_maps or {}
@@ -205,6 +221,7 @@ def compare_outputs(
     for channel in cause_order(wanted, recorded):
         result.channels[channel] = _compare_channel(channel, aligner, tol, dropping)
         result.channels[channel].skip_reason = skip_reason
+        result.channels[channel].unpaired_reason = unpaired_reason
     result.channels = {c: result.channels[c] for c in wanted if c in result.channels}
     new = sorted(set(replayed) - set(recorded) - set(seq_maps))
     if new:

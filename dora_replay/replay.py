@@ -22,7 +22,12 @@ from dora_replay._recording import Message, Recording
 from dora_replay._recording import open as open_recording
 from dora_replay._result import ReplayResult, TimingStats
 from dora_replay._run import Run, Schedule
-from dora_replay.compare import compare_outputs, read_channels
+from dora_replay.compare import (
+    DAMAGED_UNPAIRED_REASON,
+    UNPAIRED_REASON,
+    compare_outputs,
+    read_channels,
+)
 from dora_replay.tolerances import Tolerances, as_tolerances
 
 MIN_SPEED, MAX_SPEED = 0.1, 100.0
@@ -131,6 +136,9 @@ def replay(
     True = also plain lines elsewhere, False = nothing; ``timeout_s``: stop after this long
     (s, wall clock); ``printer(source, line)``: receives node output lines (default: only the
     log files in ``log_dir``). Raises :class:`ReplayError` / ``RecordingError`` on bad input.
+
+    A damaged recording replays what is readable; what was lost (as far as the replay read:
+    the fed channels in the window and the compared ones) is in ``result.problems``.
     """
     _check_speed(speed)
     tol = as_tolerances(tolerances)
@@ -186,7 +194,8 @@ def replay(
             )
             outcome = run.execute(log_dir, timeout_s, grace_s)
         warnings += [p.message for p in rec.problems if p.message not in warnings]
-        damaged = bool(rec.problems)
+        problems = list(rec.problems)
+        damaged = bool(problems)
     finally:
         rec.close()
     replayed, failures, drops, log_path, timed_out = outcome
@@ -204,6 +213,7 @@ def replay(
         window=compared_window,
         dropping_nodes=dropping,
         skip_reason=_skip_reason(window, plan, damaged, stopped),
+        unpaired_reason=DAMAGED_UNPAIRED_REASON if damaged else UNPAIRED_REASON,
     )
     return ReplayResult(
         comparison=comparison,
@@ -223,6 +233,8 @@ def replay(
         seq_maps=seq_maps,
         notes=[dataflow_note] if dataflow_note else [],
         stopped_by_user=stopped,
+        problems=problems,
+        recording=Path(path),
     )
 
 

@@ -55,6 +55,70 @@ class ChannelMismatch(DoraItemError):
         return cls("\n".join(lines), fix)
 
 
+class GoldenDamaged(DoraItemError):
+    """The golden recording lost messages (a chunk fails its CRC, the file is cut off): a gate
+    that checks only the readable part would pass while checking less than it claims."""
+
+    @classmethod
+    def from_result(
+        cls,
+        session: DoraSession,
+        path: Path,
+        channel: str,
+        result: Any,
+        dataflow: Path | None = None,
+    ) -> GoldenDamaged:
+        """The failure of ``channel``: what was lost, how the readable part compared (the
+        channel's difference, if any), and what to do."""
+        lines = [f"{session.rel(path)} is damaged: {result.damage_summary()}"]
+        lines += [f"lost: {p.message}" for p in result.problems]
+        ch = result.comparison.channels.get(channel)
+        if ch is not None and ch.ok:
+            lines.append(f"the readable part was compared: {ch.summary()}")
+        elif ch is not None:
+            lines += _clip(channel_detail(ch))
+            lines += [f"note: {n}" for n in result.notes]
+            lines.append(f"reproduce: {replay_command(session, path, dataflow)}")
+        return cls("\n".join([*lines, *damage_fix(session, path)]))
+
+    @classmethod
+    def nothing_left(cls, session: DoraSession, path: Path, problems: list[Any]) -> GoldenDamaged:
+        """No compared channel has a readable message left (so the recording has no item)."""
+        from dora_replay._result import damage_summary
+
+        lines = [f"{session.rel(path)} is damaged: {damage_summary(problems)}"]
+        lines += [f"lost: {p.message}" for p in problems]
+        lines.append("no output of a live node is left to compare, so nothing was compared")
+        return cls("\n".join([*lines, *damage_fix(session, path)]))
+
+
+class UnreadableRecording(DoraItemError):
+    """A ``.dora`` file given to pytest that cannot be opened at all (no readable header)."""
+
+    def __init__(self, session: DoraSession, path: Path, error: BaseException) -> None:
+        rel = session.rel(path)
+        why = str(error).removeprefix(f"{path}: ")
+        record = " ".join(shlex.quote(c) for c in session.record_command(path))
+        lines = [
+            f"{rel} cannot be read: {why}",
+            "none of its messages can be replayed, so nothing was compared",
+            f"record the golden again: {record}",
+            "or restore it from version control (`dora record repair` needs a readable header)",
+        ]
+        super().__init__("\n".join(lines))
+
+
+def damage_fix(session: DoraSession, path: Path) -> list[str]:
+    """What to do about a damaged golden: repair it, or record it again."""
+    rel = shlex.quote(session.rel(path))
+    record = " ".join(shlex.quote(c) for c in session.record_command(path))
+    return [
+        f"repair it: dora record repair {rel} (keeps every readable message), then re-check: "
+        f"pytest --dora-replay {rel}",
+        f"or record the golden again: {record}",
+    ]
+
+
 class ReplayCrashed(DoraItemError):
     """The replay itself failed (a node crashed, a timeout, a damaged file)."""
 

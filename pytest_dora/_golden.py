@@ -63,7 +63,10 @@ class GoldenFiles:
     def rewrite(self, path: Path, result: Any, only: set[str] | None = None) -> str | None:
         """Rewrite the channels of ``path`` that differ in ``result`` (those in ``only``, when
         given) with the replayed messages. Returns one line saying what changed, ``None`` when
-        nothing differed (then the file is not touched)."""
+        nothing differed (then the file is not touched) or the golden is damaged (its lost
+        inputs cannot be rewritten: it must be repaired or recorded again)."""
+        if result.damaged:
+            return None
         channels = result.comparison.channels
         differing = [n for n, ch in channels.items() if not ch.ok and (only is None or n in only)]
         if not differing:

@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from pytest_dora._config import MARKER
-from pytest_dora._failure import DoraItemError, GoldenMissing
+from pytest_dora._failure import (
+    DoraItemError,
+    GoldenDamaged,
+    GoldenMissing,
+    UnreadableRecording,
+)
 from pytest_dora._session import DoraSession
 
 
@@ -20,9 +25,14 @@ class RecordingFile(pytest.File):
         session = DoraSession.of(self.config)
         try:
             channels = session.compared_channels(self.path)
-        except Exception as e:  # noqa: BLE001 - a damaged recording is a collection error
-            raise self.CollectError(f"{session.rel(self.path)}: cannot read: {e}") from e
+        except Exception as e:  # noqa: BLE001 - one failing item; the other recordings still run
+            error = UnreadableRecording(session, self.path, e)
+            return [BrokenRecordingItem.from_parent(self, name="unreadable", error=error)]
         if not channels:
+            problems = session.damage_of(self.path)
+            if problems:  # damage took every compared channel
+                error = GoldenDamaged.nothing_left(session, self.path, problems)
+                return [BrokenRecordingItem.from_parent(self, name="damaged", error=error)]
             raise self.CollectError(
                 f"{session.rel(self.path)}: no channel to compare: no recorded output of a node "
                 "that runs live during replay (nodes with inputs from other nodes)"
@@ -55,6 +65,23 @@ class ChannelItem(_DoraItem):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         # not "rel::channel": pytest -v would turn the dots of a suffix of the node id into "::"
         return self.path, None, f"{self.channel} in {DoraSession.of(self.config).rel(self.path)}"
+
+
+class BrokenRecordingItem(_DoraItem):
+    """Stands for a recording with no channel item to give: one that cannot be opened (random
+    bytes, a header cut off) or whose damage took every compared channel. Fails with what to
+    do, instead of a collection error that would stop every other recording."""
+
+    def __init__(self, *, error: DoraItemError, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+        self.add_marker(MARKER)
+
+    def runtest(self) -> None:
+        raise self.error
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{DoraSession.of(self.config).rel(self.path)} ({self.name})"
 
 
 class MissingGoldenItem(_DoraItem):

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pytest_dora import _config, _paths
-from pytest_dora._failure import ChannelMismatch, GoldenMissing, ReplayCrashed
+from pytest_dora._failure import ChannelMismatch, GoldenDamaged, GoldenMissing, ReplayCrashed
 from pytest_dora._golden import GoldenFiles
 
 SESSION_KEY = pytest.StashKey["DoraSession"]()
@@ -100,6 +100,14 @@ class DoraSession:
 
         return sorted(dora_replay.compared_channels(path, replace=self.settings.replace))
 
+    def damage_of(self, path: Path) -> list[Any]:
+        """What opening ``path`` found lost (a cut-off end, damaged frames); chunks that fail
+        their CRC show only when read, i.e. in the replay's ``result.problems``."""
+        import dora_replay
+
+        with dora_replay.open(path) as rec:
+            return list(rec.problems)
+
     def note_selection(self, items: list[pytest.Item]) -> None:
         """Remember which channels of each recording survived ``-k``/``-m``."""
         for item in items:
@@ -113,7 +121,8 @@ class DoraSession:
         """Run (or reuse) the replay of ``path`` and check ``channel``.
 
         Appends to ``props`` (the item's user properties) what the run summary needs: golden
-        updates, written plots. Raises :class:`ChannelMismatch` or :class:`ReplayCrashed`.
+        updates, written plots. Raises :class:`ChannelMismatch`, :class:`GoldenDamaged` (the
+        recording lost messages) or :class:`ReplayCrashed`.
         """
         outcome = self._outcome(path)
         if outcome.updated:
@@ -128,6 +137,8 @@ class DoraSession:
         if crashed:
             self._keep_logs = True
             raise ReplayCrashed(self.rel(path), RuntimeError(crashed), outcome.log_dir)
+        if outcome.result.damaged:  # also under --dora-update-golden: it does not rewrite one
+            raise GoldenDamaged.from_result(self, path, channel, outcome.result, outcome.dataflow)
         if self.update_golden:
             return
         mismatch = ChannelMismatch.from_result(
