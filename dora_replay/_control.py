@@ -132,7 +132,7 @@ def stdin_stepper(echo: Callable[[str], None]) -> StepPrompt:
             loop = asyncio.get_running_loop()
             threading.Thread(target=reader, args=(loop, state["queue"]), daemon=True).start()
         echo(f"next: {desc}")
-        echo("  [Enter] send, [c] continue without stepping, [q] stop")
+        echo("  Enter: send · c+Enter: continue without stepping · q+Enter: stop")
         answer = await state["queue"].get()
         if answer is None:
             state["stepping"] = False

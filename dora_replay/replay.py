@@ -157,6 +157,9 @@ def replay(
     )
     lockstep = speed == 0 or step
     rec = open_recording(path)
+    if out is not None and any(_same_path(out, p) for p in rec.paths):
+        rec.close()
+        raise ReplayError(f"--out {out} is the recording being replayed: save to another file")
     try:
         desc, dataflow_note = load_dataflow(rec, dataflow)
         plan = make_plan(
@@ -268,3 +271,10 @@ def _skip_reason(
 
 
 __all__ = ["NodeOptionError", "ReplayError", "replay"]
+
+
+def _same_path(a: str | os.PathLike[str], b: Path) -> bool:
+    try:
+        return Path(a).resolve() == b.resolve()
+    except OSError:
+        return False

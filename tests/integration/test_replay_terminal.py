@@ -124,3 +124,5 @@ def test_step_prompt_is_not_pushed_away_by_the_status_line(project: Path, tmp_pa
     assert "stopped by user after 2 message(s)" in out
     between = session.lines[prompts[0] : prompts[-1] + 2]
     assert all(line.startswith(("next: ", "  ")) for line in between), between
+    # the keys are typed then Enter: the prompt says so
+    assert "  Enter: send · c+Enter: continue without stepping · q+Enter: stop" in between

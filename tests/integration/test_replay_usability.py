@@ -180,6 +180,37 @@ def test_a_golden_is_not_updated_from_a_replay_stopped_by_the_user(
     assert golden.read_bytes() == before
 
 
+def test_out_refuses_to_overwrite_the_recording_being_replayed(
+    checkout_a: Path, tmp_path: Path
+) -> None:
+    golden = tmp_path / "run.dora"
+    shutil.copy(checkout_a / "golden" / "run.dora", golden)
+    before = golden.read_bytes()
+    r = run_dora("replay", str(golden), "--speed", "0", "--out", str(golden), cwd=checkout_a)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"error: --out {golden} is the recording being replayed" in r.stderr
+    assert golden.read_bytes() == before
+
+
+def test_update_golden_refuses_a_damaged_golden(
+    checkout_a: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    golden = tmp_path / "run.dora"
+    shutil.copy(checkout_a / "golden" / "run.dora", golden)
+    monkeypatch.chdir(checkout_a)
+    result = dora_replay.replay(golden, speed=0, log_dir=tmp_path / "l")  # the intact file
+    assert result.ok, result.report()
+    raw = bytearray(golden.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # then a chunk of the golden goes bad
+    golden.write_bytes(bytes(raw))
+    with dora_replay.open(golden) as rec:
+        assert rec.verify(), "the flipped byte must damage a chunk"
+    before = golden.read_bytes()
+    with pytest.raises(dora_replay.RecordingError, match="not updated: it is damaged"):
+        dora_replay.update_golden(golden, result)
+    assert golden.read_bytes() == before
+
+
 def test_node_errors_name_the_flag_that_was_used(checkout_a: Path, tmp_path: Path) -> None:
     golden = str(checkout_a / "golden" / "run.dora")
     known = "the dataflow has: sensor, imu, scale"
