@@ -22,6 +22,7 @@ from _replay_nodes import SCALE, SENSOR, record_project
 
 import dora_replay
 from dora_replay._plan import load_dataflow
+from dora_replay._reader import PartFile
 from dora_replay.compare import ChannelComparison
 from dora_replay.tolerances import Tolerance
 
@@ -200,8 +201,11 @@ def test_update_golden_refuses_a_damaged_golden(
     monkeypatch.chdir(checkout_a)
     result = dora_replay.replay(golden, speed=0, log_dir=tmp_path / "l")  # the intact file
     assert result.ok, result.report()
+    part = PartFile(golden)
+    victim = part.chunks[0]
+    part.close()
     raw = bytearray(golden.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF  # then a chunk of the golden goes bad
+    raw[victim.offset + victim.size - 10] ^= 0xFF  # then a chunk of the golden goes bad
     golden.write_bytes(bytes(raw))
     with dora_replay.open(golden) as rec:
         assert rec.verify(), "the flipped byte must damage a chunk"
