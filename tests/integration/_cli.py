@@ -29,3 +29,26 @@ def run_dora(
         timeout=timeout,
         input=stdin,
     )
+
+
+NODES = Path(__file__).resolve().parent / "nodes"
+
+TICKER = """
+nodes:
+  - id: ticker
+    path: {nodes}/ticker.py
+    inputs:
+      tick: dora/timer/millis/20
+    outputs: [out]
+    env: {{MAX_TICKS: '{ticks}'}}
+"""
+"""A one-node dataflow sending ``ticks`` messages 20 ms apart: ``TICKER.format(nodes=NODES,
+ticks=N)``."""
+
+
+def one_error_line(stderr: str) -> str:
+    """The single ``error: ...`` line a refused command printed (no traceback)."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr
+    return lines[0]

@@ -15,22 +15,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _cli import run_dora
+from _cli import NODES, TICKER, one_error_line, run_dora
 
 import dora_replay
 from dora_replay._reader import PartFile
-
-NODES = Path(__file__).resolve().parent / "nodes"
-
-TICKER = """
-nodes:
-  - id: ticker
-    path: {nodes}/ticker.py
-    inputs:
-      tick: dora/timer/millis/20
-    outputs: [out]
-    env: {{MAX_TICKS: '{ticks}'}}
-"""
 
 CHANNELS = 3
 PER_CHANNEL = 40
@@ -69,13 +57,6 @@ def _warnings(stderr: str) -> list[str]:
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert all(ln.startswith("warning: ") for ln in lines), stderr
     return lines
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 def _mcap_count(path: Path) -> int:
@@ -202,7 +183,7 @@ def test_split_record_says_where_its_parts_go_and_an_unsplit_one_refuses_their_n
     df.write_text(TICKER.format(nodes=NODES, ticks=5), encoding="utf-8")
     refused = run_dora("record", str(df), "-o", str(out))
     assert refused.returncode == 1
-    line = _one_error_line(refused.stderr)
+    line = one_error_line(refused.stderr)
     assert "split_001.dora" in line and "--overwrite" in line and "another name" in line, line
     assert "split_2024.dora" not in line
     assert not out.exists()
@@ -219,7 +200,7 @@ def test_split_record_says_where_its_parts_go_and_an_unsplit_one_refuses_their_n
     again = run_dora("record", str(df), "-o", str(out), "--split-duration", "1s", "--overwrite")
     assert again.returncode == 0 and (tmp_path / "split_001.dora").exists(), again.stderr
     refused = run_dora("run", str(df), "--record", str(out))
-    assert refused.returncode == 1 and "--overwrite" in _one_error_line(refused.stderr)
+    assert refused.returncode == 1 and "--overwrite" in one_error_line(refused.stderr)
     ran = run_dora("run", str(df), "--record", str(out), "--overwrite")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert sorted(p.name for p in tmp_path.glob("split_*.dora")) == ["split_2024.dora"]
@@ -249,7 +230,7 @@ def test_export_takes_the_format_from_the_output_name(tmp_path: Path) -> None:
     for name in ("run.json", "run.parquet"):
         r = run_dora("export", str(src), "-o", str(tmp_path / name))
         assert r.returncode == 2
-        line = _one_error_line(r.stderr)
+        line = one_error_line(r.stderr)
         assert name in line and "-f mcap" in line and "-f parquet" in line, line
         assert not (tmp_path / name).exists()
 

@@ -13,22 +13,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _cli import run_dora
+from _cli import NODES, TICKER, one_error_line, run_dora
 
 import dora_replay
 from dora_replay._reader import PartFile
-
-NODES = Path(__file__).resolve().parent / "nodes"
-
-TICKER = """
-nodes:
-  - id: ticker
-    path: {nodes}/ticker.py
-    inputs:
-      tick: dora/timer/millis/20
-    outputs: [out]
-    env: {{MAX_TICKS: '{ticks}'}}
-"""
 
 
 def _dataflow(tmp_path: Path, ticks: int) -> Path:
@@ -57,13 +45,6 @@ def _ids(paths: list[Path]) -> set[str]:
     return ids
 
 
-def _one_error_line(stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-    assert "Traceback" not in stderr
-    return lines[0]
-
-
 def _write(path: Path, n: int = 40) -> Path:
     with dora_replay.open_writer(path, "nodes: []\n", chunk_size_bytes=256, fsync=False) as w:
         for i in range(n):
@@ -85,7 +66,7 @@ def test_split_record_refuses_parts_of_an_earlier_recording_and_overwrite_replac
 
     again = _record_split(tmp_path, 10)
     assert again.returncode == 1
-    line = _one_error_line(again.stderr)
+    line = one_error_line(again.stderr)
     assert "--overwrite" in line and "split_001.dora" in line, line
     assert {n: (tmp_path / n).read_bytes() for n in old} == before  # nothing touched
 
@@ -111,7 +92,7 @@ def test_split_record_refuses_parts_of_an_earlier_recording_and_overwrite_replac
 def test_split_record_refuses_an_unsplit_file_of_the_same_name(tmp_path: Path) -> None:
     base = _write(tmp_path / "split.dora")
     refused = _record_split(tmp_path, 5)
-    assert refused.returncode == 1 and "--overwrite" in _one_error_line(refused.stderr)
+    assert refused.returncode == 1 and "--overwrite" in one_error_line(refused.stderr)
     assert _parts(tmp_path) == []
 
     done = _record_split(tmp_path, 5, "--overwrite")
@@ -169,13 +150,13 @@ def test_export_import_and_repair_refuse_to_replace_existing_files(tmp_path: Pat
 
     # export: refused, then replaced with --overwrite; never over the recording itself
     r = run_dora("export", str(run), "-f", "mcap", "-o", str(back))
-    assert r.returncode == 1 and "--overwrite" in _one_error_line(r.stderr)
+    assert r.returncode == 1 and "--overwrite" in one_error_line(r.stderr)
     assert back.read_bytes() == back_bytes
     r = run_dora("export", str(run), "-f", "mcap", "-o", str(back), "--overwrite")
     assert r.returncode == 0, r.stderr
     assert back.read_bytes()[:5] == b"\x89MCAP" and not (tmp_path / "back.dora.partial").exists()
     r = run_dora("export", str(run), "-f", "mcap", "-o", str(run), "--overwrite")
-    assert r.returncode == 1 and "being read" in _one_error_line(r.stderr)
+    assert r.returncode == 1 and "being read" in one_error_line(r.stderr)
     assert run.read_bytes() == run_bytes
 
     # parquet: a folder that is not empty is refused; --overwrite replaces what dora wrote there
@@ -188,7 +169,7 @@ def test_export_import_and_repair_refuse_to_replace_existing_files(tmp_path: Pat
     mine = pq_dir / "notes.parquet"
     pq.write_table(pa.table({"y": [2]}), mine)
     r = run_dora("export", str(run), "-f", "parquet", "-o", str(pq_dir))
-    assert r.returncode == 1 and "--overwrite" in _one_error_line(r.stderr)
+    assert r.returncode == 1 and "--overwrite" in one_error_line(r.stderr)
     assert stale.exists()
     r = run_dora("export", str(run), "-f", "parquet", "-o", str(pq_dir), "--overwrite")
     assert r.returncode == 0, r.stderr
@@ -200,7 +181,7 @@ def test_export_import_and_repair_refuse_to_replace_existing_files(tmp_path: Pat
     target = _write(tmp_path / "target.dora", n=3)
     target_bytes = target.read_bytes()
     r = run_dora("import", str(mcap), "-o", str(target))
-    assert r.returncode == 1 and "--overwrite" in _one_error_line(r.stderr)
+    assert r.returncode == 1 and "--overwrite" in one_error_line(r.stderr)
     assert target.read_bytes() == target_bytes
     r = run_dora("import", str(mcap), "-o", str(target), "--overwrite")
     assert r.returncode == 0 and "imported 40 messages" in r.stdout, r.stderr
@@ -211,7 +192,7 @@ def test_export_import_and_repair_refuse_to_replace_existing_files(tmp_path: Pat
     fixed = _write(tmp_path / "fixed.dora", n=2)
     fixed_bytes = fixed.read_bytes()
     r = run_dora("record", "repair", str(run), "-o", str(fixed))
-    assert r.returncode == 1 and "--overwrite" in _one_error_line(r.stderr)
+    assert r.returncode == 1 and "--overwrite" in one_error_line(r.stderr)
     assert fixed.read_bytes() == fixed_bytes
     r = run_dora("record", "repair", str(run), "-o", str(fixed), "--overwrite")
     assert r.returncode == 0 and "recovered 40 message(s)" in r.stdout, r.stderr
