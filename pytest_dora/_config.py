@@ -7,6 +7,7 @@ pytest runs without ``--dora-replay`` stay as fast as before.
 from __future__ import annotations
 
 import difflib
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ class DoraConfig:
     replace: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
     source: Path | None = None  #: the pyproject.toml the settings came from, if any
+    cwd: Path | None = None  #: where pytest was started: printed commands are run from there
 
     def tolerances_for_replay(
         self, *overrides: dict[str, dict[str, Any]] | None
@@ -64,11 +66,12 @@ class DoraConfig:
         return tables or None
 
     def relative(self, path: Path) -> str:
-        """``path`` relative to the project root when it is inside it (for commands we print)."""
-        try:
-            return str(Path(path).resolve().relative_to(self.root))
-        except ValueError:
-            return str(path)
+        """``path`` as a command printed for the user takes it: relative to the folder pytest was
+        started in (a few ``..`` at most), else absolute."""
+        full = Path(path).resolve()
+        base = self.cwd or self.root
+        rel = os.path.relpath(full, base)
+        return str(full) if rel.startswith(("../../..", "..\\..\\..")) else rel
 
 
 def merge_tolerances(*layers: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
@@ -131,6 +134,7 @@ def load(config: pytest.Config) -> DoraConfig:
     root = pyproject.parent if pyproject is not None else config.rootpath
     cfg = parse(table, root, where=str(pyproject or root))
     cfg.source = pyproject
+    cfg.cwd = Path(config.invocation_params.dir).resolve()
     speed = config.getoption("dora_speed")
     if speed is not None:
         cfg.speed = speed

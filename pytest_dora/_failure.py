@@ -109,13 +109,13 @@ class UnreadableRecording(DoraItemError):
 
 
 def damage_fix(session: DoraSession, path: Path) -> list[str]:
-    """What to do about a damaged golden: repair it, or record it again."""
+    """What to do about a damaged golden: record it again (a repaired golden gates less)."""
     rel = shlex.quote(session.rel(path))
-    record = " ".join(shlex.quote(c) for c in session.record_command(path))
+    record = " ".join(shlex.quote(c) for c in session.record_command(path, like=path))
     return [
-        f"repair it: dora record repair {rel} (keeps every readable message), then re-check: "
-        f"pytest --dora-replay {rel}",
-        f"or record the golden again: {record}",
+        f"record the golden again: {record}",
+        f"or restore it from version control; `dora record repair {rel}` makes it readable, "
+        "but a repaired golden checks only what survived",
     ]
 
 

@@ -30,22 +30,33 @@ class GoldenFiles:
         #: where xdist workers share lock files (asked for when needed; None: no locking needed)
         self.lock_dir = lock_dir
 
-    def record_command(self, target: Path) -> list[str]:
-        """The ``dora record`` command that makes ``target`` (placeholder without a dataflow)."""
+    def record_command(
+        self,
+        target: Path,
+        dataflow: Path | None = None,
+        meta: dict[str, str] | None = None,
+        shown: bool = True,
+    ) -> list[str]:
+        """The ``dora record`` command that makes ``target`` (placeholder without a dataflow).
+
+        ``dataflow`` defaults to the configured one; ``meta`` becomes ``--meta`` flags. Paths
+        are as the user types them from where pytest was started (``shown``), else absolute."""
         s = self.settings
-        dataflow = s.relative(s.dataflow) if s.dataflow else "<dataflow.yml>"
-        return ["dora", "record", dataflow, "-o", s.relative(target)] + [
-            "--stop-after",
-            s.record_duration,
-        ]
+        dataflow = dataflow or s.dataflow
+        path = s.relative if shown else (lambda p: str(Path(p).resolve()))
+        cmd = ["dora", "record", path(dataflow) if dataflow else "<dataflow.yml>"]
+        cmd += ["-o", path(target), "--stop-after", s.record_duration]
+        for key, value in (meta or {}).items():
+            cmd += ["--meta", f"{key}={value}"]
+        return cmd
 
     def record(self, target: Path) -> str:
-        """Run :meth:`record_command` (from the project root); returns the command line.
+        """Run :meth:`record_command`; returns the command line as shown to the user.
 
         Raises ``RuntimeError`` with the last lines ``dora record`` printed when it fails.
         """
-        cmd = self.record_command(target)
-        line = " ".join(shlex.quote(c) for c in cmd)
+        cmd = self.record_command(target, shown=False)
+        line = " ".join(shlex.quote(c) for c in self.record_command(target))
         target.parent.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(
             [sys.executable, "-m", "dora_cli.main", *cmd[1:]],

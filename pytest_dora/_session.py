@@ -295,8 +295,20 @@ class DoraSession:
             self.updates.append(line)
             return line
 
-    def record_command(self, target: Path) -> list[str]:
-        return self.golden.record_command(target)
+    def record_command(self, target: Path, like: Path | None = None) -> list[str]:
+        """``dora record`` for ``target``; ``like``: a recording (readable header) whose
+        dataflow and ``--meta`` the command reuses (recording a damaged golden again)."""
+        if like is None:
+            return self.golden.record_command(target)
+        import dora_replay
+
+        try:
+            with dora_replay.open(like) as rec:
+                meta = {k: v for k, v in rec.metadata.items() if k != "dataflow_path"}
+                found = self.settings.dataflow or dora_replay.find_dataflow(rec)
+        except dora_replay.RecordingError:
+            return self.golden.record_command(target)
+        return self.golden.record_command(target, dataflow=found, meta=meta)
 
     # -- end of the run ------------------------------------------------------------------
 

@@ -83,11 +83,13 @@ def test_damaged_goldens_fail_each_channel_with_what_was_lost(project) -> None:
             assert f"{rel} is damaged: {count} recorded message(s) could not be read" in section
             for message in messages:
                 assert f"lost: {message}" in section, section
+            # recording again comes first (a repaired golden gates only what survived), with
+            # the dataflow the golden was made from, as typed from where pytest started
+            assert f"record the golden again: dora record flow/dataflow.yml -o {rel}" in section
             assert (
-                f"repair it: dora record repair {rel} (keeps every readable message), then "
-                f"re-check: pytest --dora-replay {rel}"
+                f"`dora record repair {rel}` makes it readable, but a repaired golden checks "
+                "only what survived"
             ) in section
-            assert f"or record the golden again: dora record '<dataflow.yml>' -o {rel}" in section
             assert "Traceback" not in section
             assert f"FAILED {rel}::{channel} - {rel} is damaged: " in out
     flip_scaled = _section(out, " scale/scaled in golden/zz_flip.dora ")
@@ -153,7 +155,7 @@ def test_an_unreadable_recording_is_one_failing_item_and_the_others_run(project)
     )
     assert f"lost: {messages[0]}" in section
     assert "no output of a live node is left to compare, so nothing was compared" in section
-    assert "repair it: dora record repair golden/early.dora" in section
+    assert "record the golden again: dora record flow/dataflow.yml -o golden/early.dora" in section
     assert "golden/junk.dora::unreadable FAILED" in out
     section = _section(out, " golden/junk.dora (unreadable) ")
     assert "golden/junk.dora cannot be read: not a .dora recording (bad magic)" in section

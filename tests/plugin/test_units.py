@@ -187,3 +187,15 @@ def test_public_surface() -> None:
     ]
     for name in pytest_dora.__all__:
         assert getattr(pytest_dora, name).__module__.startswith("pytest_dora._")
+
+
+def test_printed_paths_are_relative_to_where_pytest_was_started(tmp_path: Path) -> None:
+    """Commands in failure messages are copied into the shell pytest ran in: a recording
+    outside the project is ``../x``, not a path relative to pytest's rootdir."""
+    project, outside = tmp_path / "proj", tmp_path / "dmg" / "flip.dora"
+    cfg = _config.DoraConfig(root=tmp_path, cwd=project)
+    assert cfg.relative(project / "golden" / "run.dora") == "golden/run.dora"
+    assert cfg.relative(outside) == "../dmg/flip.dora"
+    far = Path("/") / "elsewhere" / "x.dora"
+    deep = _config.DoraConfig(root=tmp_path, cwd=tmp_path / "a" / "b" / "c")
+    assert deep.relative(far) == str(far)  # absolute rather than ../../../..
