@@ -133,11 +133,15 @@ def stdin_stepper(echo: Callable[[str], None]) -> StepPrompt:
             threading.Thread(target=reader, args=(loop, state["queue"]), daemon=True).start()
         echo(f"next: {desc}")
         echo("  Enter: send · c+Enter: continue without stepping · q+Enter: stop")
-        answer = await state["queue"].get()
-        if answer is None:
-            state["stepping"] = False
-            return True
-        answer = answer.strip().lower()
+        while True:
+            answer = await state["queue"].get()
+            if answer is None:
+                state["stepping"] = False
+                return True
+            answer = answer.strip().lower()
+            if answer in ("", "c", "q"):
+                break
+            echo(f"  {answer!r}? Enter: send · c+Enter: continue · q+Enter: stop")
         if answer == "q":
             return False
         if answer == "c":

@@ -43,18 +43,22 @@ class TimingStats:
 
 
 def damage_summary(problems: list[Problem]) -> str:
-    """How much a recording lost, from its ``problems``: ``"23 recorded message(s) could not be
-    read"``, with unknown losses and a cut-off end said too; ``""`` when there is none."""
+    """How much a recording lost, from its ``problems``, worst first: a cut-off end (everything
+    recorded after the cut is gone), ``"23 recorded message(s) could not be read"``, unreadable
+    bytes holding an unknown number; ``""`` when there is none."""
     if not problems:
         return ""
-    text = f"{sum(p.lost_messages or 0 for p in problems)} recorded message(s) could not be read"
-    unknown = [p for p in problems if p.lost_messages is None]
+    parts = []
+    if any(p.kind == "truncated" for p in problems):
+        parts.append("the file is cut off: whatever was recorded after the cut is gone")
+    known = sum(p.lost_messages or 0 for p in problems)
+    if known or not parts:
+        parts.append(f"{known} recorded message(s) could not be read")
+    unknown = [p for p in problems if p.lost_messages is None and p.kind != "truncated"]
     if unknown:
         size = sum(p.lost_bytes for p in unknown)
-        text += f", and {size} unreadable byte(s) held an unknown number more"
-    if any(p.kind == "truncated" for p in problems):
-        text += " (the file is cut off: whatever was recorded after the cut is gone too)"
-    return text
+        parts.append(f"{size} unreadable byte(s) held an unknown number of messages")
+    return "; ".join(parts)
 
 
 @dataclass

@@ -162,6 +162,8 @@ class Comparison:
             head = "no channel was compared"
         elif bad:
             head = f"{len(bad)} of {len(self.channels)} channel(s) differ"
+        elif not any(c.matched for c in self.channels.values()):
+            head = f"no output message was compared ({len(self.channels)} channel(s))"
         else:
             head = f"all {len(self.channels)} channel(s) match"
         if damage:

@@ -151,10 +151,11 @@ def test_q_at_a_step_stops_the_whole_replay(checkout_a: Path, tmp_path: Path) ->
         "--log-dir",
         str(tmp_path / "l"),
         cwd=checkout_a,
-        stdin="\n\nq\n",
+        stdin="\nx\n\nq\n",
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("next: ") == 3, r.stdout  # Enter, Enter, q: no prompt after q
+    assert r.stdout.count("next: ") == 3, r.stdout  # Enter, (x, Enter), q: no prompt after q
+    assert "'x'? Enter: send · c+Enter: continue · q+Enter: stop" in r.stdout  # asked again
     assert "next: sensor/value seq 0" in r.stdout and "next: imu/value seq 0" in r.stdout
     assert "stopped by user after 2 message(s): only their outputs are compared" in r.stdout
     assert (

@@ -37,6 +37,14 @@ def test_identical_outputs_match() -> None:
     assert "all 1 channel(s) match" in cmp.report()
 
 
+def test_nothing_compared_is_not_reported_as_a_match() -> None:
+    """A replay stopped before any output was produced (``q`` at the first step) compares no
+    message: the verdict says so instead of "all match"."""
+    cmp = compare_outputs({"det/boxes": []}, {"det/boxes": []}, seq_maps={"cam/image": []})
+    head = cmp.report().splitlines()[0]
+    assert head == "no output message was compared (1 channel(s))"
+
+
 def test_changed_struct_field_is_reported_precisely() -> None:
     rec = {"det/boxes": [msg("det/boxes", boxes(i * 10), i, f"cam/image#{i}") for i in range(4)]}
     rep = {
