@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dora_replay._index import Header
 from dora_replay._reader import PartFile, Problem
 from dora_replay._records import OP_CHUNK, check_body, check_head, parse_prefix
 from dora_replay._sink import PartSink, check_output, replacing
@@ -30,14 +33,18 @@ class RepairReport:
 
     def summary(self) -> str:
         """One line for humans."""
-        lost = f"{self.lost_messages} message(s) in {self.lost_chunks} damaged chunk(s)"
-        if self.unknown_loss:
-            lost += (
-                f" and {self.lost_bytes} unreadable byte(s) holding an unknown number of messages"
-            )
+        lost = []
+        if any(p.kind == "truncated" for p in self.problems):
+            lost.append("the file was cut off: what was recorded after the cut is lost")
+        if self.lost_messages or not lost:
+            lost.append(f"{self.lost_messages} message(s) in {self.lost_chunks} damaged chunk(s)")
+        garbage = [p for p in self.problems if p.lost_messages is None and p.kind != "truncated"]
+        if garbage:
+            size = sum(p.lost_bytes for p in garbage)
+            lost.append(f"{size} unreadable byte(s) holding an unknown number of messages")
         return (
             f"recovered {self.messages_recovered} message(s) in {self.chunks_recovered} chunk(s) "
-            f"into {self.output}; lost {lost}"
+            f"into {self.output}; lost: {'; '.join(lost)}"
         )
 
 
@@ -62,8 +69,9 @@ def repair(
     report = RepairReport(src.path, target)
     try:
         report.had_footer = _has_tail(src)
+        header = _marked(src)
         with replacing(target) as out:
-            _copy(src, out, report, progress)
+            _copy(src, header, out, report, progress)
     finally:
         src.close()
     for p in src.problems:
@@ -77,11 +85,42 @@ def repair(
     return report
 
 
+def _marked(src: PartFile) -> Header:
+    """``src``'s header with what the repair loses in its metadata, so a repaired file says so
+    (``dora info``, and a replay notes it: a repaired golden checks only what survived):
+    ``repaired`` (UTC date and a summary) and ``repaired_lost`` (messages lost, ``N+`` when
+    damaged bytes held an unknown number more). Reads every chunk once to check it."""
+    lost, damaged = 0, 0
+    for entry in src.chunks:
+        if not _intact(src.pread(entry.size, entry.offset)):
+            lost += entry.meta.message_count
+            damaged += 1
+    lost += sum(p.lost_messages or 0 for p in src.problems)
+    unknown = any(p.lost_messages is None for p in src.problems)
+    cut = any(p.kind == "truncated" for p in src.problems)
+    parts = ["cut off: what was recorded after the cut is lost"] if cut else []
+    if lost:
+        parts.append(f"{lost} message(s) lost")
+    if damaged:
+        parts.append(f"{damaged} chunk(s) failed their CRC")
+    if unknown and not cut:
+        parts.append("unreadable bytes held an unknown number more")
+    what = "; ".join(parts) or "nothing lost (index rebuilt)"
+    count = f"{lost}+" if unknown or cut else str(lost)
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    metadata = {**src.header.metadata, "repaired": f"{now}: {what}", "repaired_lost": count}
+    return dataclasses.replace(src.header, metadata=metadata)
+
+
 def _copy(
-    src: PartFile, out: Path, report: RepairReport, progress: Callable[[int, int], None] | None
+    src: PartFile,
+    header: Header,
+    out: Path,
+    report: RepairReport,
+    progress: Callable[[int, int], None] | None,
 ) -> None:
     """Copy every intact chunk of ``src`` into a new file ``out`` with a fresh footer."""
-    sink = PartSink(out, src.header)
+    sink = PartSink(out, header)
     try:
         for ch in sorted(src.channels.values(), key=lambda c: c.id):
             sink.add_channel(ch)

@@ -234,7 +234,7 @@ def replay(
         drops=drops,
         timed_out=timed_out,
         seq_maps=seq_maps,
-        notes=[dataflow_note] if dataflow_note else [],
+        notes=[n for n in (dataflow_note, _repaired_note(rec.metadata)) if n],
         stopped_by_user=stopped,
         problems=problems,
         recording=Path(path),
@@ -278,3 +278,14 @@ def _same_path(a: str | os.PathLike[str], b: Path) -> bool:
         return Path(a).resolve() == b.resolve()
     except OSError:
         return False
+
+
+def _repaired_note(metadata: dict[str, str]) -> str | None:
+    """A note when the recording was repaired after losing messages: it now covers less."""
+    lost = metadata.get("repaired_lost", "0")
+    if lost == "0":
+        return None
+    return (
+        f"the recording was repaired ({metadata.get('repaired', '')}): it replays and checks "
+        "only what survived; record it again for the full run"
+    )

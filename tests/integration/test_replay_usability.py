@@ -216,6 +216,37 @@ def test_update_golden_refuses_a_damaged_golden(
     assert golden.read_bytes() == before
 
 
+def test_a_repaired_golden_is_noted_as_covering_less(checkout_a: Path, tmp_path: Path) -> None:
+    """Repair makes a damaged golden readable, and it then passes: the replay says the file
+    was repaired and checks only what survived, in the CLI and in the pytest summary."""
+    golden = checkout_a / "golden" / "cut.dora"
+    data = (checkout_a / "golden" / "run.dora").read_bytes()
+    golden.write_bytes(data[: len(data) * 2 // 3])
+    try:
+        assert run_dora("record", "repair", str(golden)).returncode == 0
+        r = run_dora("replay", "golden/cut.dora", "--speed", "0", "--assert", cwd=checkout_a)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "note: the recording was repaired (" in r.stdout, r.stdout
+        assert "it replays and checks only what survived; record it again" in r.stdout
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist"]
+            + ["--dora-replay", "golden/cut.dora"],
+            cwd=checkout_a,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=100,
+            start_new_session=True,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "dora: note: golden/cut.dora: the recording was repaired (" in proc.stdout, (
+            proc.stdout
+        )
+    finally:
+        golden.unlink()
+
+
 def test_node_errors_name_the_flag_that_was_used(checkout_a: Path, tmp_path: Path) -> None:
     golden = str(checkout_a / "golden" / "run.dora")
     known = "the dataflow has: sensor, imu, scale"

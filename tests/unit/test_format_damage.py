@@ -234,3 +234,34 @@ def test_a_flipped_bit_anywhere_in_a_chunk_prefix_loses_that_chunk_only(
         assert len(seqs(rec)) == 120 - victim.meta.message_count, rec.problems
         assert [p.kind for p in rec.problems] == ["garbage"]
         assert rec.problems[0].lost_bytes == victim.size
+
+
+def test_a_repaired_file_says_in_its_metadata_what_the_repair_lost(tmp_path: Path) -> None:
+    path = tmp_path / "run.dora"
+    make(path)
+    part = PartFile(path)
+    victim, footer_at = part.chunks[3], part.chunks[-1].offset + part.chunks[-1].size
+    part.close()
+    crashed = tmp_path / "crashed.dora"  # no footer, nothing lost: only the index is rebuilt
+    crashed.write_bytes(path.read_bytes()[:footer_at])
+    repair(crashed)
+    with dora_replay.open(crashed) as rec:
+        assert rec.metadata["repaired_lost"] == "0"
+        assert rec.metadata["repaired"].endswith(": nothing lost (index rebuilt)")
+    flip(path, victim.offset + victim.size - 10)  # one chunk fails its CRC
+    report = repair(path)
+    with dora_replay.open(path) as rec:
+        assert rec.metadata["repaired_lost"] == str(victim.meta.message_count)
+        assert (
+            f"{victim.meta.message_count} message(s) lost; 1 chunk(s) failed their CRC"
+            in (rec.metadata["repaired"])
+        )
+        assert rec.message_count == report.messages_recovered
+    cut = tmp_path / "cut.dora"
+    cut.write_bytes(crashed.read_bytes()[: victim.offset + 40])
+    report = repair(cut)
+    assert "lost: the file was cut off: what was recorded after the cut is lost" in (
+        report.summary()
+    )
+    with dora_replay.open(cut) as rec:
+        assert rec.metadata["repaired_lost"].endswith("+")  # and an unknown number more
