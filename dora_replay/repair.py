@@ -35,7 +35,7 @@ class RepairReport:
         """One line for humans."""
         lost = []
         if any(p.kind == "truncated" for p in self.problems):
-            lost.append("the file was cut off: what was recorded after the cut is lost")
+            lost.append("what was recorded after the cut (the file was cut off)")
         if self.lost_messages or not lost:
             lost.append(f"{self.lost_messages} message(s) in {self.lost_chunks} damaged chunk(s)")
         garbage = [p for p in self.problems if p.lost_messages is None and p.kind != "truncated"]
@@ -44,7 +44,7 @@ class RepairReport:
             lost.append(f"{size} unreadable byte(s) holding an unknown number of messages")
         return (
             f"recovered {self.messages_recovered} message(s) in {self.chunks_recovered} chunk(s) "
-            f"into {self.output}; lost: {'; '.join(lost)}"
+            f"into {self.output}; lost {' and '.join(lost)}"
         )
 
 
