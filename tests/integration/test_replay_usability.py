@@ -60,6 +60,20 @@ def checkout_a(tmp_path_factory: pytest.TempPathFactory, guarded) -> Path:
     return a
 
 
+def _pytest_gate(project: Path, golden: str) -> subprocess.CompletedProcess[str]:
+    """``pytest --dora-replay GOLDEN`` run in ``project`` as a CI job runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist"]
+        + ["--dora-replay", golden],
+        cwd=project,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=100,
+        start_new_session=True,
+    )
+
+
 def _second_clone(a: Path, b: Path, factor: float) -> Path:
     """Checkout B: a copy of A whose ``scale`` multiplies by ``factor``."""
     shutil.copytree(a / "flow", b / "flow", ignore=shutil.ignore_patterns("out"))
@@ -116,17 +130,7 @@ def test_pytest_plugin_in_a_second_clone_runs_that_clones_nodes(
     checkout_a: Path, tmp_path: Path
 ) -> None:
     b = _second_clone(checkout_a, tmp_path / "b", factor=4.0)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--dora-replay"]
-        + ["golden/run.dora", "-p", "no:xdist"],
-        cwd=b,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        start_new_session=True,
-    )
+    proc = _pytest_gate(b, "golden/run.dora")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     note = f"recorded from {checkout_a / 'flow' / 'dataflow.yml'}; using flow/dataflow.yml"
@@ -228,17 +232,7 @@ def test_a_repaired_golden_is_noted_as_covering_less(checkout_a: Path, tmp_path:
         assert r.returncode == 0, r.stdout + r.stderr
         assert "note: the recording was repaired (" in r.stdout, r.stdout
         assert "it replays and checks only what survived; record it again" in r.stdout
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist"]
-            + ["--dora-replay", "golden/cut.dora"],
-            cwd=checkout_a,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=100,
-            start_new_session=True,
-        )
+        proc = _pytest_gate(checkout_a, "golden/cut.dora")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "dora: note: golden/cut.dora: the recording was repaired (" in proc.stdout, (
             proc.stdout
