@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,10 +34,14 @@ import msgpack
 from dora_runtime import _framing
 from dora_runtime._config import EdgeConfig
 from dora_runtime._shm import ShmMapper
+from dora_runtime.errors import TransportError
 
 BRIDGE_NODE = "dora-bridge"
 CLOSE = msgpack.packb(["C"])
 _MATCH_TIMEOUT_S = 5.0
+
+
+OPEN_TIMEOUT_S = 30.0
 
 
 def free_endpoint(host: str = "127.0.0.1") -> str:
@@ -69,19 +74,35 @@ def zenoh_config(listen: str, connect: list[str]) -> Any:
 
 
 class ZenohLink:
-    """This daemon's Zenoh session, opened once it knows its peers."""
+    """This daemon's Zenoh session, opened once it knows its peers (after registering with the
+    coordinator, which may already send it a dataflow: bridges wait with :meth:`wait_open`)."""
 
     def __init__(self, listen: str) -> None:
         self.listen = listen
         self.session: Any = None
+        self._opened = threading.Event()
 
     def open(self, connect: list[str]) -> None:
         if self.session is None:
             import zenoh
 
             self.session = zenoh.open(zenoh_config(self.listen, connect))
+        self._opened.set()
+
+    async def wait_open(self, timeout_s: float = OPEN_TIMEOUT_S) -> Any:
+        """The session, once :meth:`open` has run (in another thread); ``TransportError`` if it
+        has not within ``timeout_s``."""
+        if self.session is None:
+            await asyncio.to_thread(self._opened.wait, timeout_s)
+        if self.session is None:
+            raise TransportError(
+                f"this daemon's Zenoh session ({self.listen}) did not open within "
+                f"{timeout_s:g} s: is the daemon registered with its coordinator?"
+            )
+        return self.session
 
     def close(self) -> None:
+        self._opened.clear()
         if self.session is not None:
             with contextlib.suppress(Exception):
                 self.session.close()
@@ -133,7 +154,7 @@ class DataflowBridge:
         import zenoh
 
         self._loop = asyncio.get_running_loop()
-        session = self.link.session
+        session = await self.link.wait_open()
         for channel, targets in self.receivers.items():
             node, output = channel.split("/", 1)
             writers = []

@@ -1,4 +1,5 @@
-"""Our Zenoh sessions leave nothing in /dev/shm: Zenoh's shared-memory transport is off."""
+"""Our Zenoh sessions: no Zenoh shared memory left in /dev/shm, and a bridge waits for its
+session to open."""
 
 from __future__ import annotations
 
@@ -43,3 +44,40 @@ def test_session_opens_no_zenoh_shared_memory(shm: bool) -> None:
             Path(path).unlink(missing_ok=True)
     else:
         assert opened == set()
+
+
+def test_a_bridge_started_before_the_session_opens_waits_for_it(tmp_path: Path) -> None:
+    """A daemon opens its Zenoh session after registering, and the coordinator may send it a
+    dataflow at once: the bridge waits for the session instead of failing on ``None``."""
+    import asyncio
+
+    from dora_runtime._zenoh_bridge import DataflowBridge, ZenohLink, free_endpoint
+
+    async def scenario() -> bool:
+        link = ZenohLink(free_endpoint())
+        bridge = DataflowBridge(
+            link, "df", str(tmp_path / "bridge.sock"), "dora-test-", ["a/out"], {}
+        )
+        start = asyncio.create_task(bridge.start())
+        await asyncio.sleep(0.3)
+        waited = not start.done()
+        try:
+            await asyncio.to_thread(link.open, [])
+            await asyncio.wait_for(start, 10)
+            return waited and "a/out" in bridge._publishers
+        finally:
+            await bridge.close()
+            link.close()
+
+    assert asyncio.run(scenario())
+
+
+def test_a_session_that_never_opens_is_a_clear_error() -> None:
+    import asyncio
+
+    from dora_runtime._zenoh_bridge import ZenohLink, free_endpoint
+    from dora_runtime.errors import TransportError
+
+    link = ZenohLink(free_endpoint())
+    with pytest.raises(TransportError, match="did not open within 0.2 s"):
+        asyncio.run(link.wait_open(0.2))
