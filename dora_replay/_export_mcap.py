@@ -12,8 +12,9 @@ import pyarrow as pa
 
 from dora_replay._jsonify import array_to_json, message_schema
 from dora_replay._recording import Recording
+from dora_replay._recording import open as open_recording
 from dora_replay._sink import check_output, replacing
-from dora_replay.info import Source, damage_warning, open_checked
+from dora_replay.info import Source, damage_warning
 
 ARROW_TYPE_KEY = "dora.arrow_type"
 """MCAP channel metadata key: base64 Arrow IPC schema with one field ``data`` of the array type."""
@@ -41,17 +42,16 @@ def export_mcap(
     One MCAP channel per dora channel and Arrow type (topic = ``node/output``), JSON Schema
     schemas, log/publish times kept, the dataflow and metadata in an MCAP metadata record
     named ``dora``. ``progress(done, total)`` counts messages; ``warn`` gets a line for each
-    file of another recording left out (see :func:`~dora_replay.info.open_checked`), and at
+    file of another recording left out (see ``Recording.warnings``), and at
     the end one line saying how many messages could not be read if ``source`` is damaged
     (see :func:`~dora_replay.info.damage_warning`). Raises
     ``RecordingError`` if ``output`` exists (unless ``overwrite``) or is a file being read;
     ``output`` is only replaced once the export is complete."""
     from mcap.writer import CompressionType, Writer
 
-    rec, warnings = open_checked(source)
-    with rec:
+    with open_recording(source) as rec:
         check_output(output, overwrite, reading=rec.paths)
-        for line in warnings if warn is not None else ():
+        for line in rec.warnings if warn is not None else ():
             warn(line)
         with replacing(output) as tmp, tmp.open("wb") as f:
             written = _write(rec, Writer(f, compression=CompressionType.ZSTD), progress)

@@ -6,8 +6,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from dora_replay._recording import open as open_recording
 from dora_replay._sink import check_output
-from dora_replay.info import Source, damage_warning, open_checked
+from dora_replay.info import Source, damage_warning
 
 CHANNEL_KEY = b"dora.channel"
 """Parquet schema metadata key naming the dora channel a file was exported from."""
@@ -31,7 +32,7 @@ def export_parquet(
     """Write each channel's :meth:`Recording.to_table` to a Parquet file under the directory
     ``output`` (created); returns the files written. ``progress(done, total)`` counts channels;
     ``warn`` gets a line for each file of another recording left out (see
-    :func:`~dora_replay.info.open_checked`), and at the end one line saying how many messages
+    ``Recording.warnings``), and at the end one line saying how many messages
     could not be read if ``source`` is damaged (see :func:`~dora_replay.info.damage_warning`).
     Raises ``RecordingError`` if ``output`` is a file, or a folder that is not empty unless
     ``overwrite``: then the files written replace those of the same name, and Parquet files of
@@ -40,10 +41,9 @@ def export_parquet(
 
     out = Path(output)
     written: list[Path] = []
-    rec, warnings = open_checked(source)
-    with rec:
+    with open_recording(source) as rec:
         check_output(out, overwrite, folder=True)
-        for line in warnings if warn is not None else ():
+        for line in rec.warnings if warn is not None else ():
             warn(line)
         chans = sorted(rec.channels.values(), key=lambda c: c.name)
         for i, info in enumerate(chans):

@@ -98,11 +98,30 @@ class Recording:
             raise
         self.header: Header = self.parts[0].header
         self._extra_problems: list[Problem] = []
-        #: files beside this recording that were not read (parts of another recording)
-        self.warnings: list[str] = []
+        #: files given or found beside this recording that were not read (parts of another one)
+        self.warnings: list[str] = self._leave_out_other_recordings()
         self.channels: dict[str, ChannelInfo] = {}
         self._refs: list[_ChunkRef] = []
         self._index()
+
+    def _leave_out_other_recordings(self) -> list[str]:
+        """Close and drop the parts whose ``recording_id`` differs from the first part's (parts
+        are found by name, so a part left by an earlier recording under the same name would
+        otherwise read as this one's tail); a warning per other recording."""
+        rid = self.header.recording_id
+        others: dict[str, list[str]] = {}
+        for part in [p for p in self.parts if p.header.recording_id != rid]:
+            others.setdefault(part.header.recording_id, []).append(str(part.path))
+            part.close()
+            self.parts.remove(part)
+        first = self.parts[0].path
+        return [
+            f"left out {', '.join(files)}: from another recording (recording_id "
+            f"{other or '(none)'}, not {rid or '(none)'} as in {first}); delete "
+            f"{'it' if len(files) == 1 else 'them'}, or record with --overwrite, which replaces "
+            "every part"
+            for other, files in others.items()
+        ]
 
     @property
     def paths(self) -> list[Path]:
@@ -308,9 +327,18 @@ class Recording:
 
     def verify(self) -> list[Problem]:
         """Read every chunk and check its CRC and decoding; returns all problems."""
-        for ref in self._refs:
-            self.read_batch(ref)
+        self.readable_counts()
         return self.problems
+
+    def readable_counts(self) -> dict[str, int]:
+        """Read (and check) every chunk, as :meth:`verify` does; the messages that could be
+        read, per channel."""
+        readable = dict.fromkeys(self.channels, 0)
+        for ref in self._refs:
+            batch = self.read_batch(ref)
+            if batch is not None:
+                readable[ref.name] += batch.num_rows
+        return readable
 
     def close(self) -> None:
         for p in self.parts:
@@ -379,63 +407,35 @@ def _paths_of(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]])
     return [path]
 
 
-def _with_siblings(rec_paths: list[Path]) -> tuple[list[Path], list[str]]:
-    """For a single first part of a split recording, every part of it in order, and a warning
-    for each file named like a later part that belongs to another recording (a leftover of an
-    earlier recording under the same name): those are not read."""
+def _with_siblings(rec_paths: list[Path]) -> list[Path]:
+    """For a single first part of a split recording, every part of it in order."""
     first = PartFile(rec_paths[0])
     try:
         if first.header.part != 1:
-            return rec_paths, []
+            return rec_paths
         m = _PART_RE.match(first.path.stem)
         if m is None:
-            return rec_paths, []
-        rid = first.header.recording_id
-        paths: list[Path] = [first.path]
-        stale: dict[str, list[str]] = {}  # recording_id -> files
+            return rec_paths
+        paths = [first.path]
         n = 2
         while True:
             nxt = first.path.with_name(f"{m['base']}_{n:03d}{first.path.suffix}")
             if not nxt.exists():
-                break
-            other = _recording_id(nxt)
-            if stale or other != rid:
-                stale.setdefault(other or "(unreadable)", []).append(str(nxt))
-            else:
-                paths.append(nxt)
+                return paths
+            paths.append(nxt)
             n += 1
     finally:
         first.close()
-    warnings = [
-        f"left out {', '.join(files)}: from another recording (recording_id {other}, not "
-        f"{rid or '(none)'} as in {first.path}); delete "
-        f"{'it' if len(files) == 1 else 'them'}, or record with --overwrite, which replaces "
-        "every part"
-        for other, files in stale.items()
-    ]
-    return paths, warnings
-
-
-def _recording_id(path: Path) -> str | None:
-    try:
-        part = PartFile(path)
-    except RecordingError:
-        return None
-    try:
-        return part.header.recording_id
-    finally:
-        part.close()
 
 
 def open(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> Recording:  # noqa: A001
     """Open a recording for reading: a ``.dora`` file, the first part of a split recording (all
     parts are read, in order), ``run.dora`` when only ``run_001.dora``... exist, a glob pattern or
-    a list of parts. Raises :class:`RecordingError` (or ``RecordingCorruptError`` when a file has
-    no readable header); any later damage is skipped and listed in ``problems``."""
+    a list of parts. Parts of another recording (another ``recording_id`` than the first part's)
+    are left out and named in ``warnings``. Raises :class:`RecordingError` (or
+    ``RecordingCorruptError`` when a file has no readable header); any later damage is skipped
+    and listed in ``problems``."""
     paths = _paths_of(source)
-    warnings: list[str] = []
     if len(paths) == 1:
-        paths, warnings = _with_siblings(paths)
-    rec = Recording(paths)
-    rec.warnings = warnings
-    return rec
+        paths = _with_siblings(paths)
+    return Recording(paths)

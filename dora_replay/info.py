@@ -53,7 +53,7 @@ class Damage:
 class RecordingInfo:
     """Summary of a recording. ``compression_ratio`` = uncompressed chunk bytes / compressed;
     ``warnings``: parts left out because they belong to another recording (see
-    :func:`open_checked`).
+    ``Recording.warnings``).
 
     ``message_count`` counts the messages the index lists, including those in chunks that
     turn out unreadable but not those of a chunk cut off at the end of a file;
@@ -109,41 +109,12 @@ def dataflow_nodes(dataflow_yaml: str) -> list[str]:
 Source = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
 
-def open_checked(source: Source) -> tuple[Recording, list[str]]:
-    """Open a recording like ``dora_replay.open`` (close it when done), reading only the files
-    that belong to one recording; returns it and a warning for each file left out.
-
-    Parts are found by name (``run_001.dora``, ``run_002.dora``...), so a part left behind by an
-    earlier recording under the same name would be read as part of this one: the first part's
-    ``recording_id`` decides which files belong. Raises ``RecordingError`` as ``open`` does."""
-    rec = open_recording(source)
-    rid = rec.header.recording_id
-    odd = [p for p in rec.parts if p.header.recording_id != rid]
-    if not odd:
-        return rec, list(rec.warnings)
-    first = rec.parts[0].path
-    keep = [p.path for p in rec.parts if p.header.recording_id == rid]
-    others: dict[str, list[str]] = {}
-    for p in odd:
-        others.setdefault(p.header.recording_id, []).append(str(p.path))
-    warnings = [
-        f"left out {', '.join(paths)}: from another recording (recording_id {other or '(none)'}, "
-        f"not {rid or '(none)'} as in {first}); delete "
-        f"{'it' if len(paths) == 1 else 'them'}, or record with --overwrite, which replaces "
-        "every part"
-        for other, paths in others.items()
-    ]
-    rec.close()
-    return Recording(keep), warnings
-
-
 def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
     """Summarize a recording; ``verify`` reads every chunk to check CRCs and report losses
     (without it, ``readable_messages`` counts only the damage found by opening the files).
     Parts of another recording found beside it are left out and named in ``warnings``."""
-    rec, warnings = open_checked(source)
-    with rec:
-        readable = _read_all(rec) if verify else None
+    with open_recording(source) as rec:
+        readable = rec.readable_counts() if verify else None
         chans = sorted(rec.channels.values(), key=lambda c: c.name)
         comp = sum(c.compressed_bytes for c in chans)
         unc = sum(c.uncompressed_bytes for c in chans)
@@ -186,21 +157,10 @@ def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
             ],
             problems=[str(p) for p in problems],
             lost_messages=sum(p.lost_messages or 0 for p in problems),
-            warnings=warnings,
+            warnings=list(rec.warnings),
             readable_messages=sum(readable.values()),
             damage=[_damage(rec, p, start) for p in problems],
         )
-
-
-def _read_all(rec: Recording) -> dict[str, int]:
-    """Read (and check) every chunk, as ``Recording.verify`` does; readable messages per
-    channel."""
-    readable = dict.fromkeys(rec.channels, 0)
-    for ref in rec._refs:  # the index's chunks, with their channel names
-        batch = rec.read_batch(ref)
-        if batch is not None:
-            readable[ref.name] += batch.num_rows
-    return readable
 
 
 _LOG_TIME = re.compile(r"log time -?\d+\.\.-?\d+ ns")

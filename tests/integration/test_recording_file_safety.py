@@ -131,6 +131,10 @@ def test_info_and_export_leave_out_a_part_of_another_recording(tmp_path: Path) -
     with dora_replay.open(tmp_path / "split.dora") as rec:  # the library, replay included
         assert [p.name for p in rec.paths] == ["split_001.dora"] and rec.message_count == 8
         assert rec.warnings == doc["warnings"]
+    given = sorted(tmp_path.glob("split_*.dora"))  # the same, parts given as a list
+    with dora_replay.open(given) as rec:
+        assert [p.name for p in rec.paths] == ["split_001.dora"] and rec.message_count == 8
+        assert rec.warnings == doc["warnings"]
 
     text = run_dora("info", str(tmp_path / "split.dora"))
     assert text.returncode == 0 and "warning: left out" in text.stderr
