@@ -88,13 +88,13 @@ def find_dataflow(recording: Recording | str | os.PathLike[str]) -> Path | None:
             if (
                 candidate.is_file()
                 and (len(tail.parts) > 1 or _same_text(candidate, rec))
-                and not (recorded.is_absolute() and _same_file(candidate, recorded))
+                and not (recorded.is_absolute() and same_file(candidate, recorded))
             ):
                 return candidate.resolve()
     return recorded if recorded.is_absolute() and recorded.is_file() else None
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     try:
         return a.samefile(b)
     except OSError:
@@ -132,7 +132,7 @@ def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descript
     found = find_dataflow(rec)
     if found is not None:
         note = None
-        if not _same_file(found, Path(origin)):
+        if not same_file(found, Path(origin)):
             where = "" if Path(origin).is_file() else ", not found here"
             note = f"recorded from {origin}{where}; using {_shown(found)}"
         return parse_descriptor(text, base_dir=found.parent, path=found), note

@@ -158,15 +158,6 @@ def update_golden(
             f"{golden}: not updated: the replay was stopped by the user (q at a --step prompt), "
             "so its outputs cover only part of the recording; replay it to the end first"
         )
-    with open_recording(golden) as rec:
-        damage = rec.verify()
-        if damage:
-            lost = sum(p.lost_messages or 0 for p in damage)
-            raise RecordingError(
-                f"{golden}: not updated: it is damaged ({lost} recorded message(s) cannot be "
-                f"read: {damage[0].message}); updating cannot bring back the lost inputs: run "
-                f"`dora record repair {golden}` or record it again"
-            )
     new, replayed_all, seq_maps = _replayed_of(replayed)
     if channels is not None:
         new = {c: new.get(c, []) for c in channels}
@@ -175,6 +166,14 @@ def update_golden(
     with open_recording(golden) as rec:
         if len(rec.parts) != 1:
             raise RecordingError(f"{golden}: updating a split recording is not supported")
+        damage = rec.verify()
+        if damage:
+            lost = sum(p.lost_messages or 0 for p in damage)
+            raise RecordingError(
+                f"{golden}: not updated: it is damaged ({lost} recorded message(s) cannot be "
+                f"read: {damage[0].message}); updating cannot bring back the lost inputs: run "
+                f"`dora record repair {golden}` or record it again"
+            )
         header = rec.header
         codec = header.compression or "zstd"
         writer = open_writer(tmp, header.dataflow_yaml, dict(header.metadata), compression=codec)

@@ -69,9 +69,9 @@ def repair(
     report = RepairReport(src.path, target)
     try:
         report.had_footer = _has_tail(src)
-        header = _marked(src)
+        intact = [_intact(src.pread(e.size, e.offset)) for e in src.chunks]
         with replacing(target) as out:
-            _copy(src, header, out, report, progress)
+            _copy(src, _marked(src, intact), intact, out, report, progress)
     finally:
         src.close()
     for p in src.problems:
@@ -85,16 +85,15 @@ def repair(
     return report
 
 
-def _marked(src: PartFile) -> Header:
+def _marked(src: PartFile, intact: list[bool]) -> Header:
     """``src``'s header with what the repair loses in its metadata, so a repaired file says so
     (``dora info``, and a replay notes it: a repaired golden checks only what survived):
     ``repaired`` (UTC date and a summary) and ``repaired_lost`` (messages lost, ``N+`` when
-    damaged bytes held an unknown number more). Reads every chunk once to check it."""
-    lost, damaged = 0, 0
-    for entry in src.chunks:
-        if not _intact(src.pread(entry.size, entry.offset)):
-            lost += entry.meta.message_count
-            damaged += 1
+    damaged bytes held an unknown number more). ``intact``: per chunk, whether it checks out
+    (the header is written before the chunks are copied, so they are checked first)."""
+    bad = [e for e, ok in zip(src.chunks, intact, strict=True) if not ok]
+    damaged = len(bad)
+    lost = sum(e.meta.message_count for e in bad)
     lost += sum(p.lost_messages or 0 for p in src.problems)
     unknown = any(p.lost_messages is None for p in src.problems)
     cut = any(p.kind == "truncated" for p in src.problems)
@@ -115,19 +114,21 @@ def _marked(src: PartFile) -> Header:
 def _copy(
     src: PartFile,
     header: Header,
+    intact: list[bool],
     out: Path,
     report: RepairReport,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    """Copy every intact chunk of ``src`` into a new file ``out`` with a fresh footer."""
+    """Copy the chunks of ``src`` flagged ``intact`` into a new file ``out`` with a fresh
+    footer."""
     sink = PartSink(out, header)
     try:
         for ch in sorted(src.channels.values(), key=lambda c: c.id):
             sink.add_channel(ch)
         total = len(src.chunks)
-        for i, entry in enumerate(src.chunks):
-            frame = src.pread(entry.size, entry.offset)
-            if _intact(frame):
+        for i, (entry, ok) in enumerate(zip(src.chunks, intact, strict=True)):
+            if ok:
+                frame = src.pread(entry.size, entry.offset)
                 sink.add_raw_chunk(frame, entry.meta, entry.compressed_size)
                 report.messages_recovered += entry.meta.message_count
                 report.chunks_recovered += 1

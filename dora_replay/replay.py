@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from dora_replay._control import Controller
-from dora_replay._plan import NodeOptionError, ReplayError, ReplayPlan, load_dataflow, make_plan
+from dora_replay._plan import (
+    NodeOptionError,
+    ReplayError,
+    ReplayPlan,
+    load_dataflow,
+    make_plan,
+    same_file,
+)
 from dora_replay._recording import Message, Recording
 from dora_replay._recording import open as open_recording
 from dora_replay._result import ReplayResult, TimingStats
@@ -157,7 +164,7 @@ def replay(
     )
     lockstep = speed == 0 or step
     rec = open_recording(path)
-    if out is not None and any(_same_path(out, p) for p in rec.paths):
+    if out is not None and any(same_file(Path(out), p) for p in rec.paths):
         rec.close()
         raise ReplayError(f"--out {out} is the recording being replayed: save to another file")
     try:
@@ -270,16 +277,6 @@ def _skip_reason(
     return "their inputs were not replayed" + (f" ({'; '.join(why)})" if why else "")
 
 
-__all__ = ["NodeOptionError", "ReplayError", "replay"]
-
-
-def _same_path(a: str | os.PathLike[str], b: Path) -> bool:
-    try:
-        return Path(a).resolve() == b.resolve()
-    except OSError:
-        return False
-
-
 def _repaired_note(metadata: dict[str, str]) -> str | None:
     """A note when the recording was repaired after losing messages: it now covers less."""
     lost = metadata.get("repaired_lost", "0")
@@ -289,3 +286,6 @@ def _repaired_note(metadata: dict[str, str]) -> str | None:
         f"the recording was repaired ({metadata.get('repaired', '')}): it replays and checks "
         "only what survived; record it again for the full run"
     )
+
+
+__all__ = ["NodeOptionError", "ReplayError", "replay"]
