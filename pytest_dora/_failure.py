@@ -70,8 +70,7 @@ class GoldenDamaged(DoraItemError):
     ) -> GoldenDamaged:
         """The failure of ``channel``: what was lost, how the readable part compared (the
         channel's difference, if any), and what to do."""
-        lines = [f"{session.rel(path)} is damaged: {result.damage_summary()}"]
-        lines += [f"lost: {p.message}" for p in result.problems]
+        lines = _damage_lines(session, path, result.problems)
         ch = result.comparison.channels.get(channel)
         if ch is not None and ch.ok:
             lines.append(f"the readable part was compared: {ch.summary()}")
@@ -84,12 +83,19 @@ class GoldenDamaged(DoraItemError):
     @classmethod
     def nothing_left(cls, session: DoraSession, path: Path, problems: list[Any]) -> GoldenDamaged:
         """No compared channel has a readable message left (so the recording has no item)."""
-        from dora_replay._result import damage_summary
-
-        lines = [f"{session.rel(path)} is damaged: {damage_summary(problems)}"]
-        lines += [f"lost: {p.message}" for p in problems]
+        lines = _damage_lines(session, path, problems)
         lines.append("no output of a live node is left to compare, so nothing was compared")
         return cls("\n".join([*lines, *damage_fix(session, path)]))
+
+
+def _damage_lines(session: DoraSession, path: Path, problems: list[Any]) -> list[str]:
+    """How a damaged golden's failure starts: how much was lost, then each loss."""
+    from dora_replay._result import damage_summary
+
+    return [
+        f"{session.rel(path)} is damaged: {damage_summary(problems)}",
+        *(f"lost: {p.message}" for p in problems),
+    ]
 
 
 class UnreadableRecording(DoraItemError):
