@@ -121,10 +121,11 @@ def start(
     descriptor = load_descriptor(dataflow)  # report YAML errors here, with the file's lines
     taps = []
     if record is not None:
+        from dora_replay._index import DATAFLOW_PATH_KEY
         from dora_replay.recorder import RecordOptions, recorder_tap, select_channels
 
         opts = RecordOptions(output=str(record))
-        opts.metadata.setdefault("dataflow_path", str(dataflow.resolve()))
+        opts.metadata.setdefault(DATAFLOW_PATH_KEY, str(dataflow.resolve()))
         tap = recorder_tap(descriptor, opts, select_channels(descriptor))
         taps.append(
             {k: getattr(tap, k) for k in ("id", "command", "channels", "env", "queue_size")}

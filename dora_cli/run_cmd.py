@@ -89,11 +89,12 @@ def execute(
     descriptor = load_descriptor(dataflow)
     taps = []
     if record is not None:
+        from dora_replay._index import DATAFLOW_PATH_KEY
         from dora_replay.recorder import recorder_tap, select_channels
 
         channels = select_channels(descriptor, record_nodes, record_topics)
         # replay resolves the recorded dataflow's node paths against this folder
-        record.metadata.setdefault("dataflow_path", str(Path(dataflow).resolve()))
+        record.metadata.setdefault(DATAFLOW_PATH_KEY, str(Path(dataflow).resolve()))
         taps.append(recorder_tap(descriptor, record, channels, overwrite=overwrite))
     printer = node_printer([n.id for n in descriptor.nodes] + [t.id for t in taps] + ["dora"])
     result = run_dataflow(

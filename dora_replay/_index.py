@@ -7,6 +7,15 @@ from typing import Any
 
 from dora_replay._records import FORMAT_VERSION, ChunkMeta, pack, unpack
 
+DATAFLOW_PATH_KEY = "dataflow_path"
+"""Header metadata: the dataflow file a recording was made from (set by ``dora record``)."""
+REPAIRED_KEY = "repaired"
+"""Header metadata set by ``dora record repair``: when, and what the repair lost."""
+REPAIRED_LOST_KEY = "repaired_lost"
+"""Header metadata set by ``dora record repair``: messages lost, ``N+`` for an unknown more."""
+TOOL_METADATA_KEYS = frozenset({DATAFLOW_PATH_KEY, REPAIRED_KEY, REPAIRED_LOST_KEY})
+"""Metadata keys dora-py writes itself, as opposed to a user's ``--meta``."""
+
 
 @dataclass(slots=True)
 class Header:

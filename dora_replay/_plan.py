@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from dora_replay._index import DATAFLOW_PATH_KEY
 from dora_replay._recording import Recording
 from dora_replay.errors import RecordingError
 from dora_runtime.descriptor import Descriptor, NodeSpec
@@ -74,7 +75,7 @@ def find_dataflow(recording: Recording | str | os.PathLike[str]) -> Path | None:
         with open_recording(recording) as rec:
             return find_dataflow(rec)
     rec = recording
-    origin = rec.metadata.get("dataflow_path")
+    origin = rec.metadata.get(DATAFLOW_PATH_KEY)
     if not origin:
         return None
     recorded = Path(origin)
@@ -126,7 +127,7 @@ def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descript
         raise ReplayError(
             f"{rec.paths[0]} stores no dataflow; pass the dataflow file with --dataflow"
         )
-    origin = rec.metadata.get("dataflow_path")
+    origin = rec.metadata.get(DATAFLOW_PATH_KEY)
     if not origin:
         return parse_descriptor(text, base_dir=rec.paths[0].resolve().parent), None
     found = find_dataflow(rec)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dora_replay._index import Header
+from dora_replay._index import REPAIRED_KEY, REPAIRED_LOST_KEY, Header
 from dora_replay._reader import PartFile, Problem
 from dora_replay._records import OP_CHUNK, check_body, check_head, parse_prefix
 from dora_replay._sink import PartSink, check_output, replacing
@@ -107,7 +107,7 @@ def _marked(src: PartFile, intact: list[bool]) -> Header:
     what = "; ".join(parts) or "nothing lost (index rebuilt)"
     count = f"{lost}+" if unknown or cut else str(lost)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    metadata = {**src.header.metadata, "repaired": f"{now}: {what}", "repaired_lost": count}
+    metadata = {**src.header.metadata, REPAIRED_KEY: f"{now}: {what}", REPAIRED_LOST_KEY: count}
     return dataclasses.replace(src.header, metadata=metadata)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dora_replay._control import Controller
+from dora_replay._index import REPAIRED_KEY, REPAIRED_LOST_KEY
 from dora_replay._plan import (
     NodeOptionError,
     ReplayError,
@@ -279,11 +280,11 @@ def _skip_reason(
 
 def _repaired_note(metadata: dict[str, str]) -> str | None:
     """A note when the recording was repaired after losing messages: it now covers less."""
-    lost = metadata.get("repaired_lost", "0")
+    lost = metadata.get(REPAIRED_LOST_KEY, "0")
     if lost == "0":
         return None
     return (
-        f"the recording was repaired ({metadata.get('repaired', '')}): it replays and checks "
+        f"the recording was repaired ({metadata.get(REPAIRED_KEY, '')}): it replays and checks "
         "only what survived; record it again for the full run"
     )
 

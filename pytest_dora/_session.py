@@ -206,9 +206,10 @@ class DoraSession:
         """``None`` (the replay finds the recorded dataflow, also in another checkout) unless
         the recording names a dataflow file that cannot be found: then the configured one."""
         import dora_replay
+        from dora_replay._index import DATAFLOW_PATH_KEY
 
         with dora_replay.open(path) as rec:
-            recorded = rec.metadata.get("dataflow_path")
+            recorded = rec.metadata.get(DATAFLOW_PATH_KEY)
             if recorded and dora_replay.find_dataflow(rec) is None:
                 return self.settings.dataflow
         return None
@@ -301,10 +302,11 @@ class DoraSession:
         if like is None:
             return self.golden.record_command(target)
         import dora_replay
+        from dora_replay._index import TOOL_METADATA_KEYS
 
         try:
             with dora_replay.open(like) as rec:
-                meta = {k: v for k, v in rec.metadata.items() if k != "dataflow_path"}
+                meta = {k: v for k, v in rec.metadata.items() if k not in TOOL_METADATA_KEYS}
                 found = self.settings.dataflow or dora_replay.find_dataflow(rec)
         except dora_replay.RecordingError:
             return self.golden.record_command(target)

@@ -16,6 +16,7 @@ import pytest
 
 import dora_replay
 from dora_replay._reader import PartFile
+from dora_replay.repair import repair
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -109,6 +110,23 @@ def test_damaged_goldens_fail_each_channel_with_what_was_lost(project) -> None:
     assert "for inputs the recording did not handle" not in out
     assert "file ends inside a chunk of" in _section(out, f" {left[0]} in golden/zz_trunc.dora ")
     assert "PASSED golden/run.dora::scale/scaled" in out
+
+
+@pytest.mark.slow
+def test_recording_a_repaired_golden_again_drops_the_repair_note(project) -> None:
+    """The advice reuses the golden's own ``--meta``, not what ``dora record repair`` wrote
+    (a golden recorded again is whole: it must not say it was repaired)."""
+    cut = truncated(project.golden, project.golden.with_name("zz_cut.dora"))
+    repair(cut)
+    with dora_replay.open(cut) as rec:
+        assert rec.metadata["repaired_lost"] != "0"
+    last = _chunks(cut)[-1][0]
+    damaged = flipped(cut, cut, channel=last)  # and then one of its chunks goes bad too
+    result = project.run("--dora-replay", "golden/zz_cut.dora")
+    out = result.stdout.str()
+    (advice,) = [ln for ln in out.splitlines() if ln.startswith("record the golden again: ")][:1]
+    assert f"-o golden/{damaged.name}" in advice
+    assert "repaired" not in advice and "dataflow_path" not in advice, advice
 
 
 @pytest.mark.slow
