@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
 def _errors(path: Path) -> Iterator[None]:
     """Turn recording errors into one line on stderr and exit code 1."""
     from dora_replay.errors import (
+        OutputRefusedError,
         RecordingCorruptError,
         RecordingError,
         RecordingNotFoundError,
@@ -43,11 +44,9 @@ def _errors(path: Path) -> Iterator[None]:
         yield
     except RecordingNotFoundError as e:
         fail(f"{e}; check the path (split recordings: pass run.dora or run_001.dora)")
-    except RecordingCorruptError as e:
+    except (RecordingCorruptError, OutputRefusedError) as e:
         fail(f"{e}")
     except RecordingError as e:
-        if getattr(e, "output", None) is not None:  # an output that must not be replaced
-            fail(f"{e}")
         fail(f"{e}; check the path, or run `dora record repair {path}` if the file is damaged")
     except OSError as e:
         fail(f"{e.filename or path}: {e.strerror or e}")

@@ -24,7 +24,7 @@ from dora_replay._records import (
     frame_size,
     pack,
 )
-from dora_replay.errors import RecordingError
+from dora_replay.errors import OutputRefusedError
 
 WRITEBACK_WINDOW_BYTES = 64 << 20
 """Every this many bytes written, a recording starts their disk write and drops the earlier
@@ -43,33 +43,32 @@ def check_output(
     """Refuse to write ``path`` where that would silently destroy something: an existing file
     (unless ``overwrite``; for a ``folder`` output, an existing folder that is not empty), or
     one of the files being read (``reading``; even with ``overwrite``). Raises
-    ``RecordingError`` with the fix; its ``output`` field is the refused path."""
+    ``OutputRefusedError`` (a ``RecordingError``) with the fix; its ``output`` is the refused
+    path."""
     out = Path(path)
     for src in reading:
         if out.exists() and Path(src).exists() and os.path.samefile(out, src):
-            raise _refused(out, "is the file being read; write the output to another name")
+            raise OutputRefusedError(
+                out, "is the file being read; write the output to another name"
+            )
     if folder:
         if out.exists() and not out.is_dir():
-            raise _refused(out, "is a file; name a folder for the output")
+            raise OutputRefusedError(out, "is a file; name a folder for the output")
         if out.is_dir() and any(out.iterdir()) and not overwrite:
-            raise _refused(
+            raise OutputRefusedError(
                 out,
                 "already exists and is not empty; choose another folder or pass --overwrite "
                 "to replace what this export writes there",
             )
         return
     if out.is_dir():
-        raise _refused(out, "is a folder; name a file for the output")
+        raise OutputRefusedError(out, "is a folder; name a file for the output")
     if not out.parent.is_dir():
-        raise _refused(out, f"cannot be written: folder {out.parent} does not exist")
+        raise OutputRefusedError(out, f"cannot be written: folder {out.parent} does not exist")
     if out.exists() and not overwrite:
-        raise _refused(out, "already exists; choose another name or pass --overwrite to replace it")
-
-
-def _refused(out: Path, why: str) -> RecordingError:
-    err = RecordingError(f"{out} {why}")
-    err.output = out  # type: ignore[attr-defined]
-    return err
+        raise OutputRefusedError(
+            out, "already exists; choose another name or pass --overwrite to replace it"
+        )
 
 
 @contextmanager

@@ -15,3 +15,12 @@ class RecordingCorruptError(RecordingError):
 
 class RecordingNotFoundError(RecordingError):
     """A recording path does not exist (or a pattern matched no file)."""
+
+
+class OutputRefusedError(RecordingError):
+    """Writing ``output`` would replace something that must not be replaced silently (an
+    existing file without ``--overwrite``, the file being read...)."""
+
+    def __init__(self, output: object, why: str) -> None:
+        self.output = output
+        super().__init__(f"{output} {why}")
