@@ -39,9 +39,8 @@ from dora_runtime.errors import TransportError
 BRIDGE_NODE = "dora-bridge"
 CLOSE = msgpack.packb(["C"])
 _MATCH_TIMEOUT_S = 5.0
-
-
 OPEN_TIMEOUT_S = 30.0
+"""How long a dataflow's bridge waits for the daemon's Zenoh session (opened on registering)."""
 
 
 def free_endpoint(host: str = "127.0.0.1") -> str:

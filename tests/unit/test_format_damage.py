@@ -33,6 +33,21 @@ def seqs(rec: dora_replay.Recording) -> list[tuple[str, int]]:
     return [(m.channel, m.seq) for m in rec.iter_messages()]
 
 
+def chunks(path: Path) -> list:
+    """The chunk index entries of ``path``, in file order."""
+    part = PartFile(path)
+    try:
+        return list(part.chunks)
+    finally:
+        part.close()
+
+
+def chunks_end(path: Path) -> int:
+    """Where the last chunk of ``path`` ends: cutting there drops the footer only."""
+    last = chunks(path)[-1]
+    return last.offset + last.size
+
+
 def flip(path: Path, offset: int) -> None:
     raw = bytearray(path.read_bytes())
     raw[offset] ^= 0x10
@@ -57,9 +72,7 @@ def test_flipped_bit_in_a_chunk_is_reported_and_skipped(tmp_path: Path) -> None:
 def test_flipped_bit_in_a_chunk_head_without_footer(tmp_path: Path) -> None:
     path = tmp_path / "run.dora"
     make(path)
-    part = PartFile(path)
-    victim, footer_at = part.chunks[3], part.chunks[-1].offset + part.chunks[-1].size
-    part.close()
+    victim, footer_at = chunks(path)[3], chunks_end(path)
     raw = path.read_bytes()[:footer_at]  # drop footer: the reader must scan
     path.write_bytes(raw)
     flip(path, victim.offset + 30)  # inside the chunk meta: head CRC fails, resync
@@ -223,9 +236,7 @@ def test_a_flipped_bit_anywhere_in_a_chunk_prefix_loses_that_chunk_only(
     damaged head while valid frames follow, not a truncated file."""
     path = tmp_path / "run.dora"
     make(path)
-    part = PartFile(path)
-    victim, footer_at = part.chunks[3], part.chunks[-1].offset + part.chunks[-1].size
-    part.close()
+    victim, footer_at = chunks(path)[3], chunks_end(path)
     path.write_bytes(path.read_bytes()[:footer_at])  # no footer: the reader scans
     raw = bytearray(path.read_bytes())
     raw[victim.offset + byte] ^= 0x80
@@ -239,9 +250,7 @@ def test_a_flipped_bit_anywhere_in_a_chunk_prefix_loses_that_chunk_only(
 def test_a_repaired_file_says_in_its_metadata_what_the_repair_lost(tmp_path: Path) -> None:
     path = tmp_path / "run.dora"
     make(path)
-    part = PartFile(path)
-    victim, footer_at = part.chunks[3], part.chunks[-1].offset + part.chunks[-1].size
-    part.close()
+    victim, footer_at = chunks(path)[3], chunks_end(path)
     crashed = tmp_path / "crashed.dora"  # no footer, nothing lost: only the index is rebuilt
     crashed.write_bytes(path.read_bytes()[:footer_at])
     repair(crashed)
