@@ -163,6 +163,7 @@ class Daemon:
         self._timer_writers: list[asyncio.StreamWriter] = []
         self._ready = asyncio.Event()
         self._ready_task: asyncio.Future[None] | None = None
+        self._given_up: set[str] = set()  # nodes still unconnected when the wait for them ended
         self._waiters: list[asyncio.Task[None]] = []
         self._running = False
 
@@ -513,6 +514,7 @@ class Daemon:
             await asyncio.wait_for(self._ready.wait(), timeout=timeout - note_at)
             return
         late = self._unconnected()
+        self._given_up = set(late)
         if late and not self._stopping:
             them = "it" if len(late) == 1 else "them"
             self._say(
@@ -585,8 +587,9 @@ class Daemon:
             t.cancel()
         self._say("stopping dataflow: sent STOP to every node")
         await self._broadcast(["STOP", "MANUAL"], taps=False)
-        # A node that never connected cannot get STOP: it is terminated, and said why.
-        for node_id in self._unconnected():
+        # A node the dataflow started without (it did not connect in time) cannot get STOP: it
+        # is terminated, and said why. One still starting up gets STOP once it connects.
+        for node_id in self._given_up.intersection(self._unconnected()):
             state = self.nodes[node_id]
             state.killed_after_grace = True
             state.kill_reason = "never connected to the daemon (it did not create Node())"

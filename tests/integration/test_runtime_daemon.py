@@ -377,3 +377,26 @@ def test_bad_connect_timeout_is_a_one_line_error(dora: DoraRunner) -> None:
     assert r.returncode == 1
     assert "Traceback" not in r.output
     assert "error: DORA_CONNECT_TIMEOUT_S='soon': expected a number of seconds" in r.stderr
+
+
+def test_a_node_still_starting_when_the_dataflow_stops_gets_stop_once_it_connects(
+    dora: DoraRunner,
+) -> None:
+    """Only a node the dataflow started without (past the connect wait) is terminated on stop;
+    one that is still importing its libraries connects, gets STOP and ends normally."""
+    proc = dora.start(
+        """
+nodes:
+  - id: slow
+    path: NODES/slow_start.py
+    env: {START_S: '2'}
+    inputs:
+      tick: dora/timer/millis/50
+"""
+    )
+    dora.wait_for_file("slow_start.started")
+    proc.send_signal(signal.SIGINT)  # stop while `slow` has not created its Node() yet
+    r = dora.wait(proc, timeout=30)
+    assert r.returncode == 0, r.output
+    assert "never connected" not in r.output
+    assert r.result("slow_start")["events"][-1] == "STOP"
