@@ -131,8 +131,8 @@ def encode_payload(
     if view is not None:
         name, mv = view
         n = mv.nbytes
-        if n < inline_below:
-            return None, ["p", name, len(arr), mv.tobytes()]
+        if n < inline_below:  # the view itself: msgpack packs it as bin, no extra copy
+            return None, ["p", name, len(arr), mv]
         region = acquire(n)
         region.payload(n)[:] = mv
         return region, ["q", region.name, DATA_OFFSET, n, 0, name, len(arr)]
