@@ -41,3 +41,27 @@ def test_bench_quick_runs_on_our_runtime(tmp_path: Path) -> None:
         assert ours[f"8 B {mode} lost"] >= 0
     assert ours["startup dora run wall (s)"] > 0
     assert raw["floor"][0]["4 KiB p50 (us)"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_latency_stages_splits_every_message(tmp_path: Path) -> None:
+    """bench/latency_stages.py wraps runtime internals: it must keep finding them."""
+    out = tmp_path / "stages.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH.parent / "latency_stages.py"), "--count", "8"]
+        + ["--warmup", "2", "--interval", "0.005", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    result = json.loads(out.read_text())
+    left_out = result["left out (receiver was busy: already queued)"]
+    assert result["messages"] >= 1 and result["messages"] + left_out == 8, result
+    stages = result["stages_us"]
+    assert len(stages) == 7 and all(s["p50"] >= 0 for s in stages.values()), stages
+    parts = sum(s["p50"] for name, s in stages.items() if name != "total one-way")
+    assert stages["total one-way"]["p50"] > 0 and parts > 0
