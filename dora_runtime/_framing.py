@@ -31,6 +31,15 @@ def frame(body: bytes) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
+def single_body(data: bytes) -> bytes | None:
+    """The body of ``data`` when it is exactly one whole frame, else None."""
+    if len(data) >= 4:
+        (n,) = _LEN.unpack_from(data)
+        if n + 4 == len(data) and n <= MAX_FRAME:
+            return data[4:]
+    return None
+
+
 decode_body = functools.partial(msgpack.unpackb, raw=False, strict_map_key=False)
 """Decode one frame body (bytes-like). A ``partial``, not a function: no Python frame on the
 path of every message."""
@@ -70,10 +79,10 @@ class FrameBuffer:
     ) -> int:
         """``feed(data)`` then ``bodies(keep_last, skipped)``, without copying ``data`` through
         the buffer when it is exactly one whole frame (the usual case for a node that waits)."""
-        if not self._buf and len(data) >= 4:
-            (n,) = _LEN.unpack_from(data)
-            if n + 4 == len(data) and n <= MAX_FRAME:
-                self.out = [data[4:]]
+        if not self._buf:
+            body = single_body(data)
+            if body is not None:
+                self.out = [body]
                 return 1
         self._buf += data
         return self.bodies(keep_last, skipped)
