@@ -182,10 +182,12 @@ def _two_nodes(env: dict[str, str], policy: str | None = None) -> list[dict]:
     ]
 
 
-def bench_latency(side: Side, settings: Settings, raw: bool) -> dict[int, list[int]]:
+def bench_latency(
+    side: Side, settings: Settings, raw: bool, sizes: tuple[int, ...] = SIZES
+) -> dict[int, list[int]]:
     env = {
         "BENCH_MODE": "latency",
-        "BENCH_SIZES": ",".join(str(s) for s in SIZES),
+        "BENCH_SIZES": ",".join(str(s) for s in sizes),
         "BENCH_COUNT": str(settings.count),
         "BENCH_WARMUP": str(settings.warmup),
         "BENCH_INTERVAL_S": str(settings.interval_s),
@@ -260,15 +262,15 @@ def bench_memory(side: Side, settings: Settings) -> dict[str, float]:
 def cases(settings: Settings) -> list:
     """Every case of a repetition, each a function ``side -> {row name: figure}``."""
 
-    def latency(raw: bool):
+    def latency(raw: bool, size: int):
         method = "send_output_raw" if raw else "send_output"
 
         def run(side: Side) -> dict[str, float]:
             rows = {}
-            for size, lat in bench_latency(side, settings, raw).items():
+            for size_, lat in bench_latency(side, settings, raw, (size,)).items():
                 us = np.array(lat) / 1e3
                 for q in (50, 90, 99):
-                    rows[f"{method} {_fmt_size(size)} p{q} (us)"] = float(np.percentile(us, q))
+                    rows[f"{method} {_fmt_size(size_)} p{q} (us)"] = float(np.percentile(us, q))
             return rows
 
         return run
@@ -283,9 +285,10 @@ def cases(settings: Settings) -> list:
     def startup(side: Side) -> dict[str, float]:
         return {"startup dora run wall (s)": bench_startup(side, settings)}
 
+    # One size per case: both sides measure a size seconds apart, not a whole size sweep apart.
     return [
-        latency(False),
-        latency(True),
+        *(latency(False, size) for size in SIZES),
+        *(latency(True, size) for size in SIZES),
         throughput("default", None),
         throughput("backpressure", "backpressure"),
         startup,
