@@ -12,24 +12,30 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "bench" / "latency.py"
+BENCH_DIR = ROOT / "bench"
+
+
+def _run_bench(script: str, args: list[str], cwd: Path, timeout: float) -> str:
+    """Run ``bench/<script>`` with this interpreter; its stdout, after asserting it succeeded."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH_DIR / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    return proc.stdout
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_bench_quick_runs_on_our_runtime(tmp_path: Path) -> None:
     raw_json = tmp_path / "raw.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json", str(raw_json)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=tmp_path,
-        start_new_session=True,
-    )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
-    assert "send_output 4 KiB p50 (us)" in proc.stdout
-    assert "targets: not evaluated" in proc.stdout and "FAIL" not in proc.stdout
+    stdout = _run_bench("latency.py", ["--quick", "--json", str(raw_json)], tmp_path, 240)
+    assert "send_output 4 KiB p50 (us)" in stdout
+    assert "targets: not evaluated" in stdout and "FAIL" not in stdout
     raw = json.loads(raw_json.read_text())["raw"]
     (ours,) = raw["dora-py"]
     for size in ("4 KiB", "64 KiB", "1 MiB", "4 MiB"):
@@ -48,16 +54,8 @@ def test_bench_quick_runs_on_our_runtime(tmp_path: Path) -> None:
 def test_latency_stages_splits_every_message(tmp_path: Path) -> None:
     """bench/latency_stages.py wraps runtime internals: it must keep finding them."""
     out = tmp_path / "stages.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH.parent / "latency_stages.py"), "--count", "8"]
-        + ["--warmup", "2", "--interval", "0.005", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        cwd=tmp_path,
-        start_new_session=True,
-    )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    args = ["--count", "8", "--warmup", "2", "--interval", "0.005", "--json", str(out)]
+    _run_bench("latency_stages.py", args, tmp_path, 100)
     result = json.loads(out.read_text())
     left_out = result["left out (receiver was busy: already queued)"]
     assert result["messages"] >= 1 and result["messages"] + left_out == 8, result
