@@ -335,17 +335,43 @@ def medians(reps: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in reps) for k in keys}
 
 
+def at_least(low: int):
+    """An argparse type: an integer of at least ``low`` (a one-line usage error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--vs-dora-rs", action="store_true", help="also run dora-rs 1.1.0")
-    p.add_argument("--dora-rs-venv", type=Path, default=BENCH_DIR / ".venv-dora-rs")
+    p.add_argument(
+        "--dora-rs-venv",
+        type=Path,
+        default=BENCH_DIR / ".venv-dora-rs",
+        help="virtual environment with dora-rs 1.1.0; created and filled from PyPI if missing "
+        "(default: bench/.venv-dora-rs)",
+    )
     p.add_argument(
         "--ours-bin",
         type=Path,
         default=Path(sys.executable).parent,
         help="directory holding our `dora` (default: this interpreter's)",
     )
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument(
+        "--repeat",
+        type=at_least(1),
+        default=None,
+        help="repetitions; the table shows medians (default: 3, 1 with --quick)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
     p.add_argument("--memory", action="store_true", help="60 s RSS run at 30 Hz, 4 MiB")
     p.add_argument("--no-ours", action="store_true", help="skip our runtime")
@@ -361,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     if args.quick:
         settings = Settings(count=20, warmup=3, duration_s=0.5, memory_s=3.0, timeout_s=60.0)
-        args.repeat = 1 if args.repeat == 3 else args.repeat
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
     sides = [] if args.no_ours else [Side("dora-py", args.ours_bin)]
     if args.vs_dora_rs:
         sides.append(ensure_dora_rs(args.dora_rs_venv.resolve()))
@@ -390,7 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"raw": raw, "memory": memory}, indent=1))
     if args.write_results:
-        write_results(BENCH_DIR / "RESULTS.md", med, raw, memory, settings, args.repeat)
+        command = " ".join(
+            ["python bench/latency.py", *(argv if argv is not None else sys.argv[1:])]
+        )
+        write_results(BENCH_DIR / "RESULTS.md", med, raw, memory, settings, args.repeat, command)
     return 1 if errors else 0
 
 

@@ -6,14 +6,18 @@
 Runs a two-node dataflow on our runtime whose nodes (``_latency_nodes/stages.py``) stamp
 ``monotonic_ns`` at each boundary of a message's path, and prints p50/p90/p99 per stage:
 
-| stage | from → to |
+| stage | from -> to |
 |---|---|
-| pa.array (bench script) | stamp → ``pa.array(payload)`` done (in ``bench/latency.py`` too, both runtimes) |
-| send_output until socket write | → the sender's socket write starts (encode, copy to shm, frame) |
-| socket write until poll returns | the ``sendall`` syscall wakes the receiver → its ``poll`` returns |
-| poll → event decode | reading the socket, queueing, taking the item |
+| pa.array (bench script) | stamp -> ``pa.array(payload)`` done (in ``bench/latency.py`` too, both runtimes) |
+| send_output until socket write | -> the sender's socket write starts (encode, copy to shm, frame) |
+| socket write until poll returns | the ``sendall`` syscall wakes the receiver -> its ``poll`` returns |
+| poll -> event decode | reading the socket and taking the frame (queued only if more came) |
 | decode to event | msgpack, Arrow array, metadata, event dict |
-| back to the node's code | → ``node.next()`` has returned |
+| back to the node's code | -> ``node.next()`` has returned |
+| total one-way | stamp -> ``node.next()`` has returned (what ``bench/latency.py`` measures) |
+
+Each row's percentiles are taken over that stage alone, so the stage p50s add up to about the
+total p50, not exactly.
 
 Messages the receiver did not wait for in ``poll`` (it was busy: they were already queued, or
 its pump thread read them) are left out of the split and counted. It also counts how many messages the receiver handled on the CPU the sender ran on (the
@@ -33,7 +37,7 @@ import numpy as np
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
-from latency import NODES_DIR, Settings, Side, run_dataflow  # noqa: E402
+from latency import NODES_DIR, RunError, Settings, Side, at_least, run_dataflow  # noqa: E402
 
 STAGES = (
     "pa.array (bench script)",
@@ -91,23 +95,50 @@ def split(result: dict, warmup: int) -> tuple[np.ndarray, dict[str, float]]:
     )
     counts = {
         "messages": len(pairs),
-        "left out (receiver was busy: already queued)": queued,
+        "left out (receiver was busy: queued, or read by its pump thread)": queued,
         "receiver on the sender's CPU": int((s[:, 4] == r[:, 5]).sum()),
         "with a garbage collection inside": with_gc,
     }
     return np.stack(cols, axis=1) / 1e3, counts
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 10:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 10 s, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=4096, help="payload bytes (default 4096)")
-    parser.add_argument("--count", type=int, default=200, help="messages (default 200)")
-    parser.add_argument("--warmup", type=int, default=10, help="first messages left out")
-    parser.add_argument("--interval", type=float, default=0.01, help="seconds between messages")
+    parser.add_argument(
+        "--size",
+        type=at_least(8),
+        default=4096,
+        help="payload bytes, at least 8: the send time is stamped in the first 8 (default 4096)",
+    )
+    parser.add_argument("--count", type=at_least(1), default=200, help="messages (default 200)")
+    parser.add_argument(
+        "--warmup",
+        type=at_least(0),
+        default=10,
+        help="messages sent first and left out, on top of --count (default 10)",
+    )
+    parser.add_argument(
+        "--interval", type=_seconds, default=0.01, help="seconds between messages (default 0.01)"
+    )
     parser.add_argument("--json", type=Path, help="also write the stage table here")
     args = parser.parse_args(argv)
     side = Side("dora-py", Path(sys.executable).parent)
-    cols, counts = split(run(side, args.size, args.count + args.warmup, args.interval), args.warmup)
+    try:
+        result = run(side, args.size, args.count + args.warmup, args.interval)
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    cols, counts = split(result, args.warmup)
     pct = np.percentile(cols, [50, 90, 99], axis=0)
     print(f"dora-py one-way latency by stage, {args.size} B, {counts['messages']} messages (us)")
     print(f"{'stage':34} {'p50':>8} {'p90':>8} {'p99':>8}")

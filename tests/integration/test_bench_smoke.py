@@ -57,9 +57,33 @@ def test_latency_stages_splits_every_message(tmp_path: Path) -> None:
     args = ["--count", "8", "--warmup", "2", "--interval", "0.005", "--json", str(out)]
     _run_bench("latency_stages.py", args, tmp_path, 100)
     result = json.loads(out.read_text())
-    left_out = result["left out (receiver was busy: already queued)"]
+    left_out = result["left out (receiver was busy: queued, or read by its pump thread)"]
     assert result["messages"] >= 1 and result["messages"] + left_out == 8, result
     stages = result["stages_us"]
     assert len(stages) == 7 and all(s["p50"] >= 0 for s in stages.values()), stages
     parts = sum(s["p50"] for name, s in stages.items() if name != "total one-way")
     assert stages["total one-way"]["p50"] > 0 and parts > 0
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "message"),
+    [
+        ("latency_stages.py", ["--size", "4"], "argument --size: must be at least 8, got 4"),
+        ("latency_stages.py", ["--count", "0"], "argument --count: must be at least 1, got 0"),
+        ("latency_stages.py", ["--interval", "-1"], "argument --interval: must be more than 0"),
+        ("latency.py", ["--repeat", "0"], "argument --repeat: must be at least 1, got 0"),
+    ],
+)
+def test_bench_rejects_bad_arguments_in_one_line(
+    tmp_path: Path, script: str, args: list[str], message: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH_DIR / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr.splitlines()[-1]
+    assert "Traceback" not in proc.stderr
