@@ -43,16 +43,23 @@ class ChannelMismatch(DoraItemError):
         if ch is None or ch.ok:
             return None
         rel = session.rel(path)
-        lines = [
-            *_clip(channel_detail(ch)),
-            *(f"note: {n}" for n in result.notes),
-            f"reproduce: {replay_command(session, path, dataflow)}",
-        ]
+        lines = _difference_lines(session, path, ch, result, dataflow)
         fix = (
             "accept the live outputs as the new golden: "
             f"pytest --dora-replay {shlex.quote(rel)} --dora-update-golden"
         )
         return cls("\n".join(lines), fix)
+
+
+def _difference_lines(
+    session: DoraSession, path: Path, ch: Any, result: Any, dataflow: Path | None
+) -> list[str]:
+    """A differing channel's detail (clipped), the replay's notes, the command to reproduce."""
+    return [
+        *_clip(channel_detail(ch)),
+        *(f"note: {n}" for n in result.notes),
+        f"reproduce: {replay_command(session, path, dataflow)}",
+    ]
 
 
 class GoldenDamaged(DoraItemError):
@@ -75,9 +82,7 @@ class GoldenDamaged(DoraItemError):
         if ch is not None and ch.ok:
             lines.append(f"the readable part was compared: {ch.summary()}")
         elif ch is not None:
-            lines += _clip(channel_detail(ch))
-            lines += [f"note: {n}" for n in result.notes]
-            lines.append(f"reproduce: {replay_command(session, path, dataflow)}")
+            lines += _difference_lines(session, path, ch, result, dataflow)
         return cls("\n".join([*lines, *damage_fix(session, path)]))
 
     @classmethod
