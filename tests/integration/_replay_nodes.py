@@ -1,5 +1,6 @@
 """Node scripts shared by the replay tests: a timer-driven sensor and a node that scales what
-it receives (``FACTOR``; tests that need a changed node rewrite that line)."""
+it receives (``FACTOR``; tests that need a changed node rewrite that line), and the dataflow
+that joins them (tests that need more nodes append to it)."""
 
 from pathlib import Path
 
@@ -27,6 +28,20 @@ for event in node:
     if event["type"] == "INPUT":
         v = [x * FACTOR for x in event["value"].to_pylist()]
         node.send_output("scaled", pa.array(v), {"i": event["metadata"]["i"]})
+"""
+
+SENSOR_SCALE = """
+nodes:
+  - id: sensor
+    path: nodes/sensor.py
+    inputs:
+      tick: dora/timer/millis/20
+    outputs: [value]
+  - id: scale
+    path: nodes/scale.py
+    inputs:
+      value: sensor/value
+    outputs: [scaled]
 """
 
 

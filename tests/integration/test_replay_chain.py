@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from _cli import run_dora
-from _replay_nodes import SCALE, SENSOR, record_project
+from _replay_nodes import SCALE, SENSOR, SENSOR_SCALE, record_project
 
 import dora_replay
 
@@ -27,24 +27,15 @@ for event in node:
         node.send_output("sum", pa.array([total]))
 """
 
-DATAFLOW = """
-nodes:
-  - id: sensor
-    path: nodes/sensor.py
-    inputs:
-      tick: dora/timer/millis/20
-    outputs: [value]
-  - id: scale
-    path: nodes/scale.py
-    inputs:
-      value: sensor/value
-    outputs: [scaled]
-  - id: total
+DATAFLOW = (
+    SENSOR_SCALE
+    + """  - id: total
     path: nodes/total.py
     inputs:
       scaled: scale/scaled
     outputs: [sum]
 """
+)
 
 # dies before it ever calls Node(): the daemon never hears from it
 EARLY_EXIT = """

@@ -17,21 +17,9 @@ from pathlib import Path
 
 import pytest
 from _cli import REPO
-from _replay_nodes import SCALE, SENSOR, record_project
+from _replay_nodes import SCALE, SENSOR, SENSOR_SCALE, record_project
 
-DATAFLOW = """
-nodes:
-  - id: sensor
-    path: nodes/sensor.py
-    inputs:
-      tick: dora/timer/millis/20
-    outputs: [value]
-  - id: scale
-    path: nodes/scale.py
-    inputs:
-      value: sensor/value
-    outputs: [scaled]
-"""
+DATAFLOW = SENSOR_SCALE
 
 STATUS = re.compile(r"^replay +\d+\.\d\d/\d+\.\d\d s, \d+/\d+ messages sent")
 WAIT_S = 2.6  # longer than the plain status line's period (2 s)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from _cli import run_dora
+from _cli import REPO, run_dora
 from _replay_nodes import SCALE, SENSOR, record_project
 
 import dora_replay
@@ -25,8 +25,6 @@ from dora_replay._plan import load_dataflow
 from dora_replay._reader import PartFile
 from dora_replay.compare import ChannelComparison
 from dora_replay.tolerances import Tolerance
-
-REPO = Path(__file__).resolve().parents[2]
 
 DATAFLOW = """
 nodes:
