@@ -400,3 +400,44 @@ nodes:
     assert r.returncode == 0, r.output
     assert "never connected" not in r.output
     assert r.result("slow_start")["events"][-1] == "STOP"
+
+
+# -- idle cost ------------------------------------------------------------------------------
+
+
+def _context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of ``pid`` so far."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        status = (task / "status").read_text()
+        total += sum(int(n) for n in re.findall(r"voluntary_ctxt_switches:\s+(\d+)", status))
+    return total
+
+
+def test_daemon_sleeps_while_its_nodes_idle(dora: DoraRunner) -> None:
+    # The daemon watches each node's exit on its pidfd; it used to poll every 20 ms per node,
+    # which woke it 50 times a second per node on the CPUs the nodes' messages need.
+    proc = dora.start(
+        """
+nodes:
+  - id: stubborn
+    path: NODES/ignore_stop.py
+    outputs: [out]
+  - id: waiting
+    path: NODES/collect.py
+    inputs:
+      x: stubborn/out
+""",
+        "--grace",
+        "1s",
+    )
+    dora.wait_for_file("ignore_stop.ready")
+    time.sleep(0.5)  # start-up done: both nodes are waiting, nothing is sent
+    before = _context_switches(proc.pid)
+    time.sleep(2.0)
+    woken = _context_switches(proc.pid) - before
+    proc.send_signal(signal.SIGINT)
+    r = dora.wait(proc, timeout=20)
+    assert woken < 20, f"the daemon woke {woken} times in 2 s with two idle nodes"
+    assert "node `stubborn` did not stop within 1 s; killed" in r.stdout, r.output
+    assert _types(r.result("collect"))[-1] == "STOP"
