@@ -406,9 +406,7 @@ class Daemon:
         if state.killed_after_grace:
             self._say(f"node `{state.spec.id}` {state.kill_reason}; killed")
             return
-        reason = (
-            f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
-        )
+        reason = _signal_name(code) or f"exit code {code}"
         lines = "\n".join(f"    {ln}" for ln in state.last_lines) or "    (no output)"
         self._say(f"node `{state.spec.id}` failed with {reason}; last log lines:\n{lines}")
 
@@ -652,6 +650,12 @@ class Daemon:
         for state in self.nodes.values():
             if state.proc is not None:
                 kill_group(state.proc.pid)  # grandchildren a node left behind
+                # A grandchild in a session of its own survives that and may still hold the
+                # node's stdout: close the pipes now, or the transport is collected after the
+                # event loop closed and asyncio prints a traceback. No public API for this.
+                transport = getattr(state.proc, "_transport", None)
+                if transport is not None:
+                    transport.close()
             if state.control is not None:
                 state.control.close()
             if state.log_file is not None:
@@ -665,9 +669,10 @@ class Daemon:
         failures = {}
         for node_id, s in self.nodes.items():
             if s.returncode not in (0, None) or (s.returncode is None and s.proc is not None):
-                failures[node_id] = (
-                    f"killed: {s.kill_reason}" if s.killed_after_grace else f"exit {s.returncode}"
-                )
+                if s.killed_after_grace:
+                    failures[node_id] = f"killed: {s.kill_reason}"
+                else:
+                    failures[node_id] = _signal_name(s.returncode) or f"exit {s.returncode}"
         drops = {
             f"{node_id}/{inp}": n
             for node_id, s in self.nodes.items()
@@ -681,6 +686,16 @@ class Daemon:
             drops=drops,
             log_dir=self.log_dir,
         )
+
+
+def _signal_name(code: int | None) -> str | None:
+    """``signal SIGKILL`` for a process killed by a signal (negative exit code), else None."""
+    if code is None or code >= 0:
+        return None
+    try:
+        return f"signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"signal {-code}"
 
 
 async def _poll_returncode(proc: asyncio.subprocess.Process) -> int:

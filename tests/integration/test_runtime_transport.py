@@ -8,6 +8,7 @@ name what each scenario must clean.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -124,6 +125,7 @@ nodes:
     )
     assert r.returncode == 1, r.output
     assert "node `snd` failed with signal SIGKILL" in r.stdout
+    assert "failed nodes: snd (signal SIGKILL)" in r.stderr  # the summary names it the same way
     # What was sent before the kill still arrives (the segments outlive their sender).
     events = r.result("collect")["events"]
     assert [e[2] for e in events if e[0] == "INPUT"] == list(range(5))
@@ -151,6 +153,31 @@ nodes:
     assert r.elapsed_s < 15
     assert not _running(info["node_pid"])
     assert not _running(info["pid"])
+
+
+def test_a_grandchild_in_its_own_session_holding_stdout_ends_the_run_quietly(
+    dora: DoraRunner,
+) -> None:
+    """Out of the node's process group, the grandchild survives the group kill and keeps the
+    node's stdout open; the run still ends at once, with no asyncio noise about the pipes."""
+    proc = dora.start(
+        """
+nodes:
+  - id: parent
+    path: NODES/grandchild.py
+    env: {MODE: detached}
+"""
+    )
+    info = dora.wait_for_result("grandchild")
+    try:
+        r = dora.wait(proc, timeout=20)
+        assert r.returncode == 0, r.output
+        assert r.elapsed_s < 15
+        assert "Traceback" not in r.output and "Exception ignored" not in r.output, r.output
+        assert _running(info["pid"])  # it left the node's group: not ours to kill
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(info["pid"], signal.SIGKILL)
 
 
 def test_nodes_die_with_a_killed_dora_run_and_the_next_run_cleans_up(dora: DoraRunner) -> None:

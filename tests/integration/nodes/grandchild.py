@@ -1,6 +1,7 @@
 """Starts a grandchild (``sleep 300``) that inherits stdout/stderr, records its pid, then ends.
 
-Env: MODE = exit (return at once), sigkill (SIGKILL itself), wait (wait for STOP).
+Env: MODE = exit (return at once), sigkill (SIGKILL itself), wait (wait for STOP), detached
+(the grandchild gets its own session, out of the node's process group, then return at once).
 """
 
 import os
@@ -12,10 +13,10 @@ from _util import save
 from dora import Node
 
 node = Node()
-child = subprocess.Popen(["sleep", "300"])
+mode = os.environ.get("MODE", "exit")
+child = subprocess.Popen(["sleep", "300"], start_new_session=mode == "detached")
 save("grandchild", {"pid": child.pid, "node_pid": os.getpid()})
 print("grandchild started", flush=True)
-mode = os.environ.get("MODE", "exit")
 if mode == "sigkill":
     os.kill(os.getpid(), signal.SIGKILL)
 elif mode == "wait":
