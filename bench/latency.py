@@ -346,8 +346,9 @@ def medians(reps: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in reps) for k in keys}
 
 
-def at_least(low: int):
-    """An argparse type: an integer of at least ``low`` (a one-line usage error otherwise)."""
+def at_least(low: int, high: int | None = None):
+    """An argparse type: an integer of at least ``low`` (and at most ``high``), a one-line usage
+    error otherwise."""
 
     def parse(text: str) -> int:
         try:
@@ -356,6 +357,8 @@ def at_least(low: int):
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
         return value
 
     return parse
@@ -388,7 +391,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-ours", action="store_true", help="skip our runtime")
     p.add_argument("--write-results", action="store_true", help="write bench/RESULTS.md")
     p.add_argument("--json", type=Path, help="also dump raw numbers as JSON here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.no_ours and not args.vs_dora_rs:
+        p.error("--no-ours without --vs-dora-rs leaves nothing to run")
+    if not args.no_ours and not (args.ours_bin / "dora").is_file():
+        p.error(
+            f"--ours-bin: no `dora` in {args.ours_bin} (install dora-py there: pip install -e .)"
+        )
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ Runs a two-node dataflow on our runtime whose nodes (``_latency_nodes/stages.py`
 | stage | from -> to |
 |---|---|
 | pa.array (bench script) | stamp -> ``pa.array(payload)`` done (in ``bench/latency.py`` too, both runtimes) |
-| send_output until socket write | -> the sender's socket write starts (encode, copy to shm, frame) |
+| send_output until socket write | -> the sender's socket write starts (output lookup, lock, inspect the array and copy it to shared memory from 16 KiB, msgpack frame) |
 | socket write until poll returns | the ``sendall`` syscall wakes the receiver -> its ``poll`` returns |
 | poll -> event decode | reading the socket and taking the frame (queued only if more came) |
 | decode to event | msgpack, Arrow array, metadata, event dict |
@@ -48,6 +48,10 @@ STAGES = (
     "back to the node's code",
     "total one-way",
 )
+
+
+MAX_SIZE = 1 << 30
+"""Largest ``--size``: the sender holds the payload and the runtime a copy in shared memory."""
 
 
 def run(side: Side, size: int, count: int, interval_s: float) -> dict:
@@ -116,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--size",
-        type=at_least(8),
+        type=at_least(8, MAX_SIZE),
         default=4096,
-        help="payload bytes, at least 8: the send time is stamped in the first 8 (default 4096)",
+        help="payload bytes, 8 (the send time is stamped in the first 8) to 1 GiB (default 4096)",
     )
     parser.add_argument("--count", type=at_least(1), default=200, help="messages (default 200)")
     parser.add_argument(

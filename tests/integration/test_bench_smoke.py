@@ -72,6 +72,13 @@ def test_latency_stages_splits_every_message(tmp_path: Path) -> None:
         ("latency_stages.py", ["--count", "0"], "argument --count: must be at least 1, got 0"),
         ("latency_stages.py", ["--interval", "-1"], "argument --interval: must be more than 0"),
         ("latency.py", ["--repeat", "0"], "argument --repeat: must be at least 1, got 0"),
+        (
+            "latency_stages.py",
+            ["--size", str(1 << 40)],
+            f"argument --size: must be at most {1 << 30}, got {1 << 40}",
+        ),
+        ("latency.py", ["--no-ours"], "--no-ours without --vs-dora-rs leaves nothing to run"),
+        ("latency.py", ["--ours-bin", "/nonexistent"], "--ours-bin: no `dora` in /nonexistent"),
     ],
 )
 def test_bench_rejects_bad_arguments_in_one_line(
