@@ -363,7 +363,7 @@ class Daemon:
         pumps = asyncio.gather(
             self._pump_stream(state, proc.stdout), self._pump_stream(state, proc.stderr)
         )
-        exited = asyncio.create_task(_poll_returncode(proc))
+        exited = asyncio.create_task(_exit_code(proc))
         done, _ = await asyncio.wait({pumps, exited}, return_when=asyncio.FIRST_COMPLETED)
         if pumps in done:
             exited.cancel()
@@ -698,7 +698,7 @@ def _signal_name(code: int | None) -> str | None:
         return f"signal {-code}"
 
 
-async def _poll_returncode(proc: asyncio.subprocess.Process) -> int:
+async def _exit_code(proc: asyncio.subprocess.Process) -> int:
     """The exit code, without waking on a timer while the node runs: the process's pidfd turns
     readable when it exits (a 20 ms poll per node woke the daemon 50 times a second per node,
     on the CPUs the nodes' messages need). The loop's child watcher sets ``returncode`` a
