@@ -51,6 +51,10 @@ class ReplayPlan:
     replaced: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     unsent: list[str] = field(default_factory=list)  # recorded outputs left out by `channels`
+    absent: dict[str, str] = field(default_factory=dict)
+    """Recorded channels no node of the dataflow produces (a node removed or renamed, an
+    output no longer declared) -> why. They are in ``compared`` too, so they fail instead of
+    silently dropping out of the comparison."""
 
     @property
     def fed_channels(self) -> list[str]:
@@ -132,10 +136,17 @@ def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descript
         return parse_descriptor(text, base_dir=rec.paths[0].resolve().parent), None
     found = find_dataflow(rec)
     if found is not None:
-        note = None
+        notes = []
         if not same_file(found, Path(origin)):
             where = "" if Path(origin).is_file() else ", not found here"
-            note = f"recorded from {origin}{where}; using {_shown(found)}"
+            notes.append(f"recorded from {origin}{where}; using {_shown(found)}")
+        if not _same_text(found, rec):
+            notes.append(
+                f"{_shown(found)} has changed since the recording; this replay runs the "
+                f"dataflow stored in the recording (pass --dataflow {_shown(found)} to run "
+                "the changed one)"
+            )
+        note = "; ".join(notes) or None
         return parse_descriptor(text, base_dir=found.parent, path=found), note
     base = Path(origin).parent
     if not base.is_dir():
@@ -300,6 +311,11 @@ def make_plan(
     live_filter = chan_filter - fed_all
     if live_filter:
         compared = [c for c in compared if c in live_filter]
+    absent = {
+        c: _absent_reason(c, desc)
+        for c in sorted((live_filter or recorded) - fed_all - set(compared))
+    }
+    compared += list(absent)
     nodes: list[NodeSpec] = []
     for node in desc.nodes:
         if node.id in replayed:
@@ -333,6 +349,20 @@ def make_plan(
         replaced=replace_paths,
         warnings=warnings,
         unsent=unsent,
+        absent=absent,
+    )
+
+
+def _absent_reason(channel: str, desc: Descriptor) -> str:
+    node_id, _, output = channel.partition("/")
+    where = f"the dataflow{f' {_shown(desc.path)}' if desc.path else ''}"
+    if any(n.id == node_id for n in desc.nodes):
+        missing = f"node `{node_id}` has no output `{output}` in {where}"
+    else:
+        missing = f"node `{node_id}` is not in {where}"
+    return (
+        f"{missing}, so nothing produced this recorded channel: replay a dataflow that has it, "
+        "or compare only the other channels with --channels"
     )
 
 

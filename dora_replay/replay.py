@@ -184,7 +184,7 @@ def replay(
             for n in plan.live
             for o in desc.node(n).outputs
             if f"{n}/{o}" in rec.channels
-        ]
+        ] + list(plan.absent)
         recorded_all = read_channels(rec, live_recorded)
         sched = _schedule(rec, plan, window, recorded_all, lockstep)
         warnings = list(rec.warnings) + list(plan.warnings) + [p.message for p in rec.problems]
@@ -226,6 +226,8 @@ def replay(
         skip_reason=_skip_reason(window, plan, damaged, stopped),
         unpaired_reason=DAMAGED_UNPAIRED_REASON if damaged else UNPAIRED_REASON,
     )
+    for channel, reason in plan.absent.items():
+        comparison.channels[channel].notes.append(reason)
     return ReplayResult(
         comparison=comparison,
         recorded={c: recorded_all[c] for c in plan.compared},

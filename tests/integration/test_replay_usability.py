@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from _cli import REPO, run_dora
+from _cli import REPO, one_error_line, run_dora
 from _replay_nodes import SCALE, SENSOR, record_project
 
 import dora_replay
@@ -351,3 +351,52 @@ def test_summary_counts_skipped_messages_with_the_reason() -> None:
         "(outside --start/--end))"
     )
     assert ch.to_dict()["skip_reason"] == ch.skip_reason
+
+
+def test_a_recorded_channel_no_node_produces_fails_the_gate(
+    checkout_a: Path, tmp_path: Path
+) -> None:
+    """Replaying a dataflow in which the recorded ``scale`` was renamed must not pass by
+    comparing nothing: the channel fails, named with why."""
+    b = _second_clone(checkout_a, tmp_path / "b", factor=3.0)
+    renamed = b / "flow" / "renamed.yml"
+    renamed.write_text(DATAFLOW.replace("id: scale", "id: scaler"))
+    r = run_dora(
+        "replay", "golden/run.dora", "--speed", "0", "--assert", "-q",
+        "--dataflow", "flow/renamed.yml", cwd=b,
+    )  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "1 of 1 channel(s) differ" in r.stdout, r.stdout
+    assert "scale/scaled: 0 of " in r.stdout and " missing" in r.stdout, r.stdout
+    assert (
+        "note: scale/scaled: node `scale` is not in the dataflow flow/renamed.yml, so nothing "
+        "produced this recorded channel" in r.stdout
+    ), r.stdout
+
+    # an output no longer declared is named as such
+    (b / "flow" / "renamed.yml").write_text(DATAFLOW.replace("outputs: [scaled]", "outputs: [out]"))
+    result = dora_replay.replay(
+        b / "golden" / "run.dora", speed=0, dataflow=renamed, log_dir=tmp_path / "l2"
+    )
+    assert not result.ok
+    (note,) = result.comparison.channels["scale/scaled"].notes
+    assert note.startswith("node `scale` has no output `scaled` in the dataflow"), note
+
+
+def test_a_dataflow_changed_since_the_recording_is_noted(checkout_a: Path, tmp_path: Path) -> None:
+    b = _second_clone(checkout_a, tmp_path / "b", factor=3.0)
+    flow = b / "flow" / "dataflow.yml"
+    flow.write_text(flow.read_text().replace("millis/30", "millis/40"))
+    r = run_dora("replay", "golden/run.dora", "--speed", "0", "--assert", "-q", cwd=b)
+    assert r.returncode == 0, r.stdout + r.stderr  # the recorded dataflow ran, as before
+    assert (
+        "flow/dataflow.yml has changed since the recording; this replay runs the dataflow "
+        "stored in the recording (pass --dataflow flow/dataflow.yml to run the changed one)"
+        in r.stdout
+    ), r.stdout
+
+
+def test_replaying_a_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    r = run_dora("replay", str(tmp_path), "--speed", "0")
+    assert r.returncode == 1
+    assert one_error_line(r.stderr) == f"error: {tmp_path}: is a folder, not a .dora recording"
