@@ -8,6 +8,7 @@ range becomes a :class:`Problem`, and reading goes on with the next intact frame
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +66,11 @@ class PartFile:
             raise RecordingNotFoundError(f"{self.path}: no such recording") from None
         except OSError as exc:
             raise RecordingError(f"{self.path}: cannot open ({exc.strerror})") from None
-        self.size = os.fstat(self._fd).st_size
+        st = os.fstat(self._fd)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(self._fd)
+            raise RecordingCorruptError(f"{self.path}: is a folder, not a .dora recording")
+        self.size = st.st_size
         self.bytes_read = 0
         self.problems: list[Problem] = []
         self.channels: dict[int, ChannelDef] = {}

@@ -94,17 +94,25 @@ def test_info_reports_corruption_without_failing(app: typer.Typer, rec: Path) ->
 
 @pytest.mark.parametrize(
     ("content", "needle"),
-    [(None, "no such recording"), (b"", "truncated"), (b"garbage!" * 10, "not a .dora recording")],
+    [
+        (None, "no such recording"),
+        (b"", "truncated"),
+        (b"garbage!" * 10, "not a .dora recording"),
+        ("folder", "is a folder, not a .dora recording"),
+    ],
 )
 def test_errors_are_one_line_and_exit_1(
-    app: typer.Typer, tmp_path: Path, content: bytes | None, needle: str
+    app: typer.Typer, tmp_path: Path, content: bytes | str | None, needle: str
 ) -> None:
     path = tmp_path / "bad.dora"
-    if content is not None:
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
         path.write_bytes(content)
     for args in (
         ["info", str(path)],
         ["export", str(path), "--format", "mcap", "-o", str(tmp_path / "o.mcap")],
+        ["repair", str(path), "--output", str(tmp_path / "fixed.dora")],
     ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 1
