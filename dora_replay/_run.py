@@ -17,6 +17,7 @@ from dora_replay._progress import Progress, Snapshot
 from dora_replay._recording import Message, Recording
 from dora_replay._recording import open as open_recording
 from dora_replay.compare import read_channels
+from dora_runtime.daemon import node_list, signal_name
 
 _READY_TIMEOUT_S = 30.0
 _LOG_TAIL = 15
@@ -66,6 +67,32 @@ def _log_tail(log_dir: Path, node: str) -> str:
     return "\n".join(f"    {ln}" for ln in lines[-_LOG_TAIL:]) or "    (no output)"
 
 
+_STALL_NOTE_S = 10.0
+
+
+class _Stall:
+    """Lockstep: says once which nodes hold the replay when nothing was sent for a while (a node
+    that never asks for input, or hangs, would otherwise stall it without a word)."""
+
+    def __init__(self) -> None:
+        self._sent = -1
+        self._since = 0.0
+        self._said: list[str] = []
+
+    def note(self, now: float, sent: int, busy: list[str]) -> str | None:
+        if sent != self._sent:
+            self._sent, self._since, self._said = sent, now, []
+            return None
+        if not busy or busy == self._said or now - self._since < _STALL_NOTE_S:
+            return None
+        self._said = list(busy)
+        return (
+            f"replay: waiting {now - self._since:.0f} s for {node_list(busy)}: a lockstep replay "
+            "goes on only once every live node waits in node.next() and has taken what was sent "
+            "to it (stop with Ctrl-C; --stop-after bounds the whole replay)"
+        )
+
+
 class Run:
     """One execution of the replay dataflow: daemon, control socket, capture, progress."""
 
@@ -92,6 +119,8 @@ class Run:
         self.progress = Progress("plain" if step and mode == "rich" else mode, periodic=not step)
         self.user_printer = printer
         self._timed_out = False
+        self._busy: list[str] = []  # lockstep: the live nodes the next step waits for
+        self._stopping = False
         self.capture = Path(out) if out else tmp / "replayed.dora"
         self.capture_all = out is not None
         feeders = set(plan.replayed)
@@ -187,7 +216,8 @@ class Run:
             for node, why in result.failures.items()
         }
         if timed_out and not self.loop:
-            failures["(replay)"] = f"did not finish within {timeout_s:g} s; stopped"
+            waited = f" (it was waiting for {node_list(self._busy)})" if self._busy else ""
+            failures["(replay)"] = f"did not finish within {timeout_s:g} s{waited}; stopped"
         replayed: dict[str, list[Message]] = {}
         if taps and self.capture.exists():
             with open_recording(self.capture) as cap:
@@ -202,9 +232,15 @@ class Run:
         stop_sent = False
         endless = _timer_reachable(self.plan) & set(self.plan.live)
         feeders = set(self.plan.replayed)
+        stall = _Stall()
         while not runner.done():
             nodes = daemon.nodes
             now = time.monotonic()
+            if self.lockstep and self.controller.started and not stop_sent:
+                self._busy = daemon.lockstep_waiting_on()
+                note = stall.note(now, self.controller.messages_sent, self._busy)
+                if note:
+                    self.progress.print(note)
             if not self.controller.started:
                 up = all(s.registered or s.exited for s in nodes.values())
                 if (up and self.controller.all_hello) or now - t0 > _READY_TIMEOUT_S:
@@ -225,6 +261,7 @@ class Run:
                 if not self.loop:
                     self.progress.print(f"replay: timeout after {timeout_s:g} s, stopping")
                 self._timed_out = True
+            self._stopping = stop_sent
             self.progress.update(self._snapshot(nodes))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(runner), 0.1)
@@ -239,10 +276,12 @@ class Run:
                 continue
             if not s.exited:
                 status[node] = "running" if s.registered else "starting"
+                if node in self._busy and not self._stopping:
+                    status[node] = "busy (the replay waits for it)"
             elif s.returncode in (0, None):
                 status[node] = "exited"
             else:
-                status[node] = f"failed (exit {s.returncode})"
+                status[node] = f"failed ({signal_name(s.returncode) or f'exit {s.returncode}'})"
         return Snapshot(
             elapsed_ns=self.controller.recorded_time_ns,
             total_ns=self.sched.total_ns,

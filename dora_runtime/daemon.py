@@ -95,7 +95,8 @@ def _env_seconds(name: str, default: float) -> float:
     return value
 
 
-def _nodes(ids: list[str]) -> str:
+def node_list(ids: list[str]) -> str:
+    """``node `a``` or ``nodes `a`, `b```, for messages naming nodes."""
     return ("node " if len(ids) == 1 else "nodes ") + ", ".join(f"`{i}`" for i in ids)
 
 
@@ -406,7 +407,7 @@ class Daemon:
         if state.killed_after_grace:
             self._say(f"node `{state.spec.id}` {state.kill_reason}; killed")
             return
-        reason = _signal_name(code) or f"exit code {code}"
+        reason = signal_name(code) or f"exit code {code}"
         lines = "\n".join(f"    {ln}" for ln in state.last_lines) or "    (no output)"
         self._say(f"node `{state.spec.id}` failed with {reason}; last log lines:\n{lines}")
 
@@ -466,6 +467,28 @@ class Daemon:
                     sent += n
         return sent == received
 
+    def lockstep_waiting_on(self) -> list[str]:
+        """Lockstep: the running nodes (not feeders, not taps) the next step waits for: those
+        not yet waiting for input, and those with messages sent to them they have not taken."""
+        sent_to: dict[str, int] = {}
+        for s in self.nodes.values():
+            if s.tap is None and s.idle is not None:
+                for key, n in s.idle[1].items():
+                    target = key.split("/", 1)[0]
+                    sent_to[target] = sent_to.get(target, 0) + n
+        busy = []
+        for s in self.nodes.values():
+            if s.tap is not None or s.exited or s.spec.id in self.feeders:
+                continue
+            if s.idle is None:
+                busy.append(s.spec.id)
+                continue
+            timers = {i.id for i in s.spec.inputs.values() if i.is_timer}
+            taken = sum(n for k, n in s.idle[0].items() if k not in timers)
+            if taken < sent_to.get(s.spec.id, 0):
+                busy.append(s.spec.id)
+        return busy
+
     def _is_tap(self, node_id: str) -> bool:
         s = self.nodes.get(node_id)
         return s is not None and s.tap is not None
@@ -504,7 +527,7 @@ class Daemon:
         late = self._unconnected()
         if late and not self._stopping:
             self._say(
-                f"waiting for {_nodes(late)} to connect (no Node() created after {note_at:g} s); "
+                f"waiting for {node_list(late)} to connect (no Node() created after {note_at:g} s); "
                 "timers and --stop-after start once every node is up, at the latest after "
                 f"{timeout:g} s (DORA_CONNECT_TIMEOUT_S)"
             )
@@ -516,7 +539,7 @@ class Daemon:
         if late and not self._stopping:
             them = "it" if len(late) == 1 else "them"
             self._say(
-                f"{_nodes(late)} did not connect within {timeout:g} s: starting without {them}"
+                f"{node_list(late)} did not connect within {timeout:g} s: starting without {them}"
             )
 
     def _ready_once(self) -> asyncio.Future[None]:
@@ -672,7 +695,7 @@ class Daemon:
                 if s.killed_after_grace:
                     failures[node_id] = f"killed: {s.kill_reason}"
                 else:
-                    failures[node_id] = _signal_name(s.returncode) or f"exit {s.returncode}"
+                    failures[node_id] = signal_name(s.returncode) or f"exit {s.returncode}"
         drops = {
             f"{node_id}/{inp}": n
             for node_id, s in self.nodes.items()
@@ -688,7 +711,7 @@ class Daemon:
         )
 
 
-def _signal_name(code: int | None) -> str | None:
+def signal_name(code: int | None) -> str | None:
     """``signal SIGKILL`` for a process killed by a signal (negative exit code), else None."""
     if code is None or code >= 0:
         return None

@@ -222,3 +222,20 @@ def test_golden_update_keeps_the_recorded_times(robot: Path, tmp_path: Path) -> 
             assert abs(rate - old) < 0.2 * old, (channel, rate, old)
     again = dora_replay.replay(golden, speed=0, log_dir=tmp_path / "l2")
     again.assert_matches()  # the lockstep order of the inputs is the one the update saw
+
+
+def test_a_lockstep_replay_held_by_a_node_names_it(robot: Path, tmp_path: Path) -> None:
+    """A live node that never asks for input holds a lockstep replay: the replay says which
+    node it waits for (in the status, once after 10 s, and in the timeout failure)."""
+    stuck = tmp_path / "stuck.py"
+    stuck.write_text("import time\nfrom dora import Node\nnode = Node()\ntime.sleep(13)\n")
+    r = _dora(
+        "replay", str(robot), "--speed", "0", "--replace", f"detector={stuck}", "-q",
+        "--stop-after", "11s", "--log-dir", str(tmp_path / "logs"), cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "detector busy (the replay waits for it)" in r.stdout, r.stdout
+    assert "s for node `detector`: a lockstep replay goes on only once every live node" in r.stdout
+    assert (
+        "FAILED: node `(replay)` did not finish within 11 s (it was waiting for node " in r.stdout
+    )
