@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,10 +66,28 @@ def check_output(
         raise OutputRefusedError(out, "is a folder; name a file for the output")
     if not out.parent.is_dir():
         raise OutputRefusedError(out, f"cannot be written: folder {out.parent} does not exist")
+    why = unwritable(out.parent)
+    if why is not None:
+        raise OutputRefusedError(
+            out, f"cannot be written: no file can be created in {out.parent} ({why})"
+        )
     if out.exists() and not overwrite:
         raise OutputRefusedError(
             out, "already exists; choose another name or pass --overwrite to replace it"
         )
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why no new file can be created in ``folder``, or None when one can. Permissions,
+    read-only mounts, immutable folders and special file systems (``/proc``) answer only to an
+    attempt, so a probe file is created and removed."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".dora-probe-")
+    except OSError as e:
+        return e.strerror or str(e)
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 @contextmanager

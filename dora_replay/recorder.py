@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dora_replay._sink import unwritable
 from dora_replay._units import human_duration, human_size
 from dora_replay.errors import RecordingError
 
@@ -94,6 +95,11 @@ def recorder_tap(
         raise RecordingError(f"cannot record to {out}: it is a folder; name a file like run.dora")
     if out.parent and not out.parent.exists():
         raise RecordingError(f"cannot record to {out}: folder {out.parent} does not exist")
+    why = unwritable(out.parent)
+    if why is not None:
+        raise RecordingError(
+            f"cannot record to {out}: no file can be created in {out.parent} ({why})"
+        )
     if not overwrite:
         check_output_free(out)
     opts = dict(options.__dict__)

@@ -222,3 +222,29 @@ def test_repair_summary_of_unreadable_bytes_is_a_whole_sentence(tmp_path: Path) 
     line = r.stdout.strip().splitlines()[-1]
     assert "unreadable byte(s)" in line
     assert line.endswith("holding an unknown number of messages"), line
+
+
+@pytest.mark.timeout(90)
+def test_an_output_where_no_file_can_be_created_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    """``/proc`` exists but takes no new file: found only by trying, so the commands try
+    before they start the dataflow (``dora record`` used to start every node first)."""
+    df = _dataflow(tmp_path, 5)
+    r = run_dora("record", str(df), "-o", "/proc/run.dora", "--stop-after", "1")
+    assert r.returncode == 1
+    assert one_error_line(r.stderr).startswith(
+        "error: cannot record to /proc/run.dora: no file can be created in /proc ("
+    )
+    assert "ticker" not in r.stdout  # no node was started
+    run = _write(tmp_path / "run.dora")
+    for args in (
+        ["export", str(run), "-o", "/proc/x.mcap"],
+        ["record", "repair", str(run), "-o", "/proc/x.dora"],
+    ):
+        r = run_dora(*args)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "cannot be written: no file can be created in /proc (" in one_error_line(r.stderr)
+    ok = run_dora("export", str(run), "-o", str(tmp_path / "x.mcap"))
+    assert ok.returncode == 0, ok.stderr
+    assert not list(tmp_path.glob(".dora-probe-*"))  # the probe file is gone
