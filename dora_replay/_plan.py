@@ -335,8 +335,14 @@ def make_plan(
             )
         elif node.id in replace_paths:
             new = Path(replace_paths[node.id]).expanduser().resolve()
+            given = f"--replace {node.id}={replace_paths[node.id]}"
             if not new.is_file():
-                raise ReplayError(f"--replace {node.id}={replace_paths[node.id]}: no file {new}")
+                raise ReplayError(f"{given}: no file {new}")
+            if new.suffix != ".py" and not os.access(new, os.X_OK):
+                raise ReplayError(
+                    f"{given}: {new} is neither a .py file nor executable; name the node's .py "
+                    f"file, or run `chmod +x {new}`"
+                )
             replace_paths[node.id] = str(new)
             node = replace(node, path=str(new), resolved_path=str(new))
         nodes.append(node)

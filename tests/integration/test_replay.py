@@ -184,6 +184,14 @@ def test_cli_assert_out_report_and_bad_input(robot: Path, tmp_path: Path) -> Non
     bad = _dora("replay", str(robot), "--replace", "nosuch=x.py", cwd=tmp_path)
     assert bad.returncode == 1 and "unknown node(s) nosuch" in bad.stderr
     assert "detector" in bad.stderr and "Traceback" not in bad.stderr
+    data_file = tmp_path / "frames.bin"
+    data_file.write_bytes(b"\0" * 16)
+    unrunnable = _dora("replay", str(robot), "--replace", f"detector={data_file}", cwd=tmp_path)
+    assert unrunnable.returncode == 1
+    assert (
+        f"is neither a .py file nor executable; name the node's .py file, or run `chmod +x {data_file}`"
+        in unrunnable.stderr
+    )
     missing = _dora("replay", str(tmp_path / "nope.dora"), cwd=tmp_path)
     assert missing.returncode == 1 and "nope.dora" in missing.stderr
     with pytest.raises(ReplayError, match="speed 500"):
