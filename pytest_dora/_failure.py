@@ -6,6 +6,8 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dora_runtime.errors import DoraError
+
 if TYPE_CHECKING:
     from pytest_dora._session import DoraSession
 
@@ -136,7 +138,10 @@ class ReplayCrashed(DoraItemError):
     def __init__(self, rel: str, error: BaseException, log_dir: Path | None = None) -> None:
         self.error = error
         logs = f"\nnode logs: {log_dir}" if log_dir else ""
-        super().__init__(f"{rel}: replay failed: {type(error).__name__}: {error}{logs}")
+        # Our own errors say what is wrong in words; the class name is for the unexpected ones.
+        why = str(error) if isinstance(error, DoraError) else f"{type(error).__name__}: {error}"
+        notes = "".join(f"\n{n}" for n in getattr(error, "__notes__", []))
+        super().__init__(f"{rel}: replay failed: {why}{notes}{logs}")
 
 
 class GoldenMissing(DoraItemError):

@@ -185,13 +185,20 @@ class DoraSession:
             "progress": False,
         }
         kwargs.update(overrides)
+        configured = False
         if kwargs.get("dataflow") is None:
             kwargs["dataflow"] = self._dataflow_for(path)
+            configured = kwargs["dataflow"] is not None
         try:
             result = replay(path, **kwargs)
             return _Outcome(result=result, log_dir=log_dir, dataflow=kwargs["dataflow"])
         except Exception as e:  # noqa: BLE001 - every item of this recording reports it
             self._keep_logs = True
+            if configured:  # say where that dataflow path came from
+                e.add_note(
+                    f"(the recorded dataflow was not found, so the one set by `dataflow = ...` "
+                    f"in [tool.pytest_dora] of {self.settings.source} was used)"
+                )
             return _Outcome(error=e, log_dir=log_dir)
 
     def _new_log_dir(self) -> Path:

@@ -280,3 +280,22 @@ def test_golden_from_another_checkout(project) -> None:
                 w.write_message(m)
     project.golden.unlink()
     project.run("--dora-replay", "golden/moved.dora", "-v").assert_outcomes(passed=2)
+
+
+def test_a_configured_dataflow_that_is_missing_is_named_with_where_it_was_set(project) -> None:
+    """The recorded dataflow is found nowhere, so the one set in [tool.pytest_dora] is used;
+    when that one is missing too, the failure says where the path came from."""
+    lost = project.path / "golden" / "lost.dora"
+    with dora_replay.open(project.golden) as rec:
+        meta = dict(rec.metadata, dataflow_path="/gone/checkout/elsewhere/nowhere.yml")
+        with dora_replay.open_writer(lost, rec.dataflow_yaml, meta) as w:
+            for m in rec.iter_messages():
+                w.write_message(m)
+    project.golden.unlink()
+    project.pyproject('[tool.pytest_dora]\ndataflow = "robot/dataflow.yml"\n')
+    result = project.run("--dora-replay", "golden/lost.dora")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "golden/lost.dora: replay failed: " in out and "robot/dataflow.yml" in out
+    assert "Error: " not in out.split("replay failed: ", 1)[1].splitlines()[0]  # no class name
+    assert "set by `dataflow = ...` in [tool.pytest_dora] of " in out and "pyproject.toml" in out
