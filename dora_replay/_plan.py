@@ -125,7 +125,7 @@ def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descript
     from dora_runtime.descriptor import load_descriptor
 
     if dataflow is not None:
-        return load_descriptor(dataflow), None
+        return load_descriptor(dataflow, defer_missing_files=True), None
     text = rec.dataflow_yaml
     if not text.strip():
         raise ReplayError(
@@ -133,7 +133,9 @@ def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descript
         )
     origin = rec.metadata.get(DATAFLOW_PATH_KEY)
     if not origin:
-        return parse_descriptor(text, base_dir=rec.paths[0].resolve().parent), None
+        return parse_descriptor(
+            text, base_dir=rec.paths[0].resolve().parent, defer_missing_files=True
+        ), None
     found = find_dataflow(rec)
     if found is not None:
         notes = []
@@ -147,7 +149,8 @@ def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descript
                 "the changed one)"
             )
         note = "; ".join(notes) or None
-        return parse_descriptor(text, base_dir=found.parent, path=found), note
+        desc = parse_descriptor(text, base_dir=found.parent, path=found, defer_missing_files=True)
+        return desc, note
     base = Path(origin).parent
     if not base.is_dir():
         raise ReplayError(
@@ -155,7 +158,7 @@ def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descript
             f"file `{Path(origin).name}` with a tail of that path was found below the current "
             "folder or the recording's folders; pass the dataflow file with --dataflow"
         )
-    return parse_descriptor(text, base_dir=base), None
+    return parse_descriptor(text, base_dir=base, defer_missing_files=True), None
 
 
 def _shown(path: Path) -> str:
@@ -291,6 +294,11 @@ def make_plan(
     recorded = set(rec.channels)
     warnings: list[str] = []
     live = [n.id for n in desc.nodes if n.id not in replayed]
+    missing = [
+        desc.missing_files[n] for n in live if n in desc.missing_files and n not in replace_paths
+    ]
+    if missing:  # the replayed nodes' files need not exist: feeders stand in for them
+        raise ReplayError(f"{'; '.join(missing)} (a node that runs live needs its file)")
     chan_filter = set(channels or [])
     unknown = chan_filter - recorded
     if unknown:

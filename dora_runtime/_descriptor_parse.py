@@ -59,11 +59,15 @@ _DURATIONS = (
 )
 
 
-def parse_descriptor(text: str, base_dir: Path, path: Path | None = None) -> Descriptor:
+def parse_descriptor(
+    text: str, base_dir: Path, path: Path | None = None, *, defer_missing_files: bool = False
+) -> Descriptor:
     """Parse and validate dataflow YAML ``text``.
 
     Relative node paths resolve against ``base_dir``; ``path`` only names the file in errors.
-    Raises ``DescriptorError`` listing every problem found, each with its 1-based line.
+    Raises ``DescriptorError`` listing every problem found, each with its 1-based line. With
+    ``defer_missing_files``, a node file that does not exist is not a problem but goes to
+    ``Descriptor.missing_files`` (a replay needs only the files of the nodes it runs live).
     """
     where = str(path) if path is not None else "<dataflow>"
     loader = yaml.SafeLoader(text)
@@ -83,11 +87,19 @@ def parse_descriptor(text: str, base_dir: Path, path: Path | None = None) -> Des
     if root is None:
         raise DescriptorError(where, [(None, "file is empty; expected a mapping with `nodes:`")])
     parser = _Parser(loader, base_dir, problems)
+    parser.defer_missing_files = defer_missing_files
     nodes = parser.parse_root(root)
     if parser.problems:
         ordered = sorted(parser.problems, key=lambda p: (p[0] is not None, p[0] or 0))
         raise DescriptorError(where, ordered)
-    return Descriptor(nodes=nodes, base_dir=base_dir, path=path, text=text, raw=raw)
+    return Descriptor(
+        nodes=nodes,
+        base_dir=base_dir,
+        path=path,
+        text=text,
+        raw=raw,
+        missing_files=parser.missing_files,
+    )
 
 
 def _duplicate_keys(root: yaml.Node | None) -> list[Problem]:
@@ -123,6 +135,19 @@ def _duplicate_keys(root: yaml.Node | None) -> list[Problem]:
 
 class _Parser(FieldReader):
     """Top level, nodes and the wiring between them."""
+
+    defer_missing_files = False
+    """Set: a missing node file goes to ``missing_files`` instead of ``problems``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.missing_files: dict[str, str] = {}
+
+    def _missing_file(self, node_id: str | None, at: yaml.Node, message: str) -> None:
+        if self.defer_missing_files and node_id:
+            self.missing_files[node_id] = message
+        else:
+            self.add(at, message)
 
     def parse_root(self, root: yaml.Node) -> list[NodeSpec]:
         top = self.items(root, "the top level of a dataflow file")
@@ -200,7 +225,7 @@ class _Parser(FieldReader):
                 f"{label}: operators are not supported by dora-py (found `{key}:`); "
                 "turn the operator into a node with `path:`",
             )
-        path, resolved = self.path(label, node, items)
+        path, resolved = self.path(label, node, items, node_id)
         kwargs: dict[str, Any] = {}
         if "build" in items:
             build = self.value(items["build"][1])
@@ -278,7 +303,9 @@ class _Parser(FieldReader):
             )
         return node_id
 
-    def path(self, label: str, node: yaml.Node, items: Items) -> tuple[str | None, str | None]:
+    def path(
+        self, label: str, node: yaml.Node, items: Items, node_id: str | None = None
+    ) -> tuple[str | None, str | None]:
         """(path as written, absolute file or executable) of a node; problems added."""
         if "path" not in items:
             if not OPERATOR_KEYS & items.keys():
@@ -316,7 +343,8 @@ class _Parser(FieldReader):
         if path.endswith(".py") or "/" in path:
             if built:
                 return path, str(candidate.absolute())
-            self.add(
+            self._missing_file(
+                node_id,
                 value_node,
                 f"{label}: path '{path}' does not exist (looked for {candidate.absolute()}); "
                 "fix the path or add a `build:` that creates it",
@@ -324,7 +352,8 @@ class _Parser(FieldReader):
             return path, None
         found = shutil.which(path)
         if found is None and not built:
-            self.add(
+            self._missing_file(
+                node_id,
                 value_node,
                 f"{label}: path '{path}' is neither a file (looked in {self.base_dir}) nor an "
                 "executable on PATH; install it or fix the path",

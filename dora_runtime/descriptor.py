@@ -100,6 +100,9 @@ class Descriptor:
     path: Path | None = None
     text: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    missing_files: dict[str, str] = field(default_factory=dict)
+    """Node id -> why its file is missing, when parsed with ``defer_missing_files`` (else
+    such a node is an error)."""
 
     def node(self, node_id: str) -> NodeSpec:
         for n in self.nodes:
@@ -113,10 +116,11 @@ class Descriptor:
         return [(n, i) for n in self.nodes for i in n.inputs.values() if i.source == source]
 
 
-def load_descriptor(path: str | Path) -> Descriptor:
+def load_descriptor(path: str | Path, *, defer_missing_files: bool = False) -> Descriptor:
     """Read, parse and validate a dataflow file.
 
-    Raises ``DescriptorError`` listing every problem with its line number.
+    Raises ``DescriptorError`` listing every problem with its line number
+    (``defer_missing_files``: see ``parse_descriptor``).
     """
     from dora_runtime._descriptor_parse import parse_descriptor
 
@@ -138,4 +142,6 @@ def load_descriptor(path: str | Path) -> Descriptor:
         raise DescriptorError(
             str(path), [(None, f"is not a text file, expected a dataflow YAML file ({hint})")]
         ) from None
-    return parse_descriptor(text, base_dir=p.resolve().parent, path=p)
+    return parse_descriptor(
+        text, base_dir=p.resolve().parent, path=p, defer_missing_files=defer_missing_files
+    )

@@ -400,3 +400,20 @@ def test_replaying_a_folder_is_a_one_line_error(tmp_path: Path) -> None:
     r = run_dora("replay", str(tmp_path), "--speed", "0")
     assert r.returncode == 1
     assert one_error_line(r.stderr) == f"error: {tmp_path}: is a folder, not a .dora recording"
+
+
+def test_only_the_live_nodes_files_must_exist(checkout_a: Path, tmp_path: Path) -> None:
+    """Replayed sensors are fed from the recording: their files may be gone (a CI checkout
+    without the hardware drivers); a live node's missing file is one line naming it."""
+    b = _second_clone(checkout_a, tmp_path / "b", factor=3.0)
+    (b / "flow" / "nodes" / "sensor.py").unlink()
+    r = run_dora("replay", "golden/run.dora", "--speed", "0", "--assert", "-q", cwd=b)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "all 1 channel(s) match" in r.stdout
+    (b / "flow" / "nodes" / "scale.py").unlink()
+    r = run_dora("replay", "golden/run.dora", "--speed", "0", "--assert", "-q", cwd=b)
+    assert r.returncode == 1
+    assert one_error_line(r.stderr).startswith(
+        "error: node 'scale': path 'nodes/scale.py' does not exist (looked for "
+    )
+    assert r.stderr.rstrip().endswith("(a node that runs live needs its file)")
