@@ -54,6 +54,14 @@ def _errors(path: Path) -> Iterator[None]:
         fail(f"{path}: {e}")
 
 
+def _index_note(rec: Any) -> str:
+    if rec.clean:
+        return ""
+    if rec.footer_damaged:
+        return "  [yellow](footer damaged: index rebuilt by scanning the chunks)[/]"
+    return "  [yellow](no footer: not closed cleanly, index rebuilt)[/]"
+
+
 @contextmanager
 def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
     from rich.console import Console
@@ -113,8 +121,7 @@ def info(
     )
     console.print(
         f"{_count_line(rec)} in {rec.chunk_count} chunks, {human_size(rec.file_bytes)}, "
-        f"{rec.compression} ratio {rec.compression_ratio:.2f}"
-        + ("" if rec.clean else "  [yellow](no footer: not closed cleanly, index rebuilt)[/]"),
+        f"{rec.compression} ratio {rec.compression_ratio:.2f}" + _index_note(rec),
         soft_wrap=True,
     )
     if rec.metadata:

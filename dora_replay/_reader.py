@@ -78,6 +78,8 @@ class PartFile:
         self.drops: dict[str, int] = {}
         self.end_time_ns: int | None = None
         self.has_footer = False
+        self.footer_damaged = False  # the tail points at a footer that fails its checks
+        self._footer_at = -1
         try:
             self.header, pos = self._read_header()
             if force_scan or not self._load_footer():
@@ -136,12 +138,15 @@ class PartFile:
         offset = decode_tail(self.pread(TAIL_SIZE, self.size - TAIL_SIZE))
         if offset is None or offset >= self.size - TAIL_SIZE:
             return False
+        self._footer_at = offset
         got = self._read_frame(offset, OP_FOOTER)
         if got is None:
+            self.footer_damaged = True
             return False
         try:
             footer = Footer.decode(got[1])
         except (ValueError, TypeError, KeyError, IndexError):
+            self.footer_damaged = True
             return False
         self.channels = {c.id: c for c in footer.channels}
         self.chunks = footer.chunks
@@ -186,6 +191,10 @@ class PartFile:
 
     def _scan(self, pos: int) -> None:
         while pos < self.size:
+            if self.footer_damaged and pos == self._footer_at:
+                # the last frame, which the tail points at: it holds the index, no message
+                pos = self.size - TAIL_SIZE
+                continue
             raw = self.pread(PREFIX_SIZE, pos)
             if len(raw) < PREFIX_SIZE:
                 if len(raw) != TAIL_SIZE or decode_tail(raw) is None:

@@ -152,6 +152,11 @@ class Recording:
         return all(p.has_footer for p in self.parts)
 
     @property
+    def footer_damaged(self) -> bool:
+        """True when a part was closed with a footer that is now damaged (index rebuilt)."""
+        return any(p.footer_damaged for p in self.parts)
+
+    @property
     def problems(self) -> list[Problem]:
         """Everything found damaged or lost so far (grows as chunks are read)."""
         return [q for p in self.parts for q in p.problems] + self._extra_problems

@@ -76,6 +76,7 @@ class RecordingInfo:
     nodes: list[str]
     clean: bool
     channels: list[ChannelSummary] = field(default_factory=list)
+    footer_damaged: bool = False
     problems: list[str] = field(default_factory=list)
     lost_messages: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -140,6 +141,7 @@ def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
             metadata=rec.metadata,
             nodes=dataflow_nodes(rec.dataflow_yaml),
             clean=rec.clean,
+            footer_damaged=rec.footer_damaged,
             channels=[
                 ChannelSummary(
                     c.name,

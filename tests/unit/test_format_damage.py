@@ -16,6 +16,7 @@ import pytest
 
 import dora_replay
 from dora_replay._reader import PartFile
+from dora_replay.info import recording_info
 from dora_replay.repair import repair
 
 YAML = "nodes: []\n"
@@ -124,6 +125,17 @@ def test_truncated_footer_falls_back_to_scanning(tmp_path: Path) -> None:
     path.write_bytes(raw[:-40])
     with dora_replay.open(path) as rec:
         assert not rec.clean and len(seqs(rec)) == 120 and rec.problems == []
+        assert not rec.footer_damaged  # cut off: never written, as far as the reader can tell
+
+
+def test_a_damaged_footer_is_told_from_a_missing_one(tmp_path: Path) -> None:
+    path = tmp_path / "run.dora"
+    make(path)
+    flip(path, chunks_end(path) + 30)  # inside the footer frame; the tail still points at it
+    with dora_replay.open(path) as rec:
+        assert not rec.clean and rec.footer_damaged
+        assert len(seqs(rec)) == 120 and rec.problems == []  # the chunks were scanned instead
+    assert recording_info(path).footer_damaged
 
 
 def test_not_a_recording(tmp_path: Path) -> None:
