@@ -228,6 +228,13 @@ def replay(
     )
     for channel, reason in plan.absent.items():
         comparison.channels[channel].notes.append(reason)
+    lost_inputs = sorted({p.channel for p in problems if p.channel in plan.fed_channels})
+    if lost_inputs and not comparison.ok:
+        comparison.notes.append(
+            f"the damage took recorded input(s) of the live nodes ({', '.join(lost_inputs)}): "
+            "outputs computed from them (state, filters, later messages) can differ without "
+            "any change to the nodes; compare a replay of an undamaged recording to be sure"
+        )
     return ReplayResult(
         comparison=comparison,
         recorded={c: recorded_all[c] for c in plan.compared},

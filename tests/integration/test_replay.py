@@ -12,6 +12,7 @@ from _cli import run_dora
 
 import dora_replay
 from dora_replay import ReplayError
+from dora_replay._reader import PartFile
 
 REPO = Path(__file__).resolve().parents[2]
 ROBOT = REPO / "examples" / "robot"
@@ -247,3 +248,29 @@ def test_a_lockstep_replay_held_by_a_node_names_it(robot: Path, tmp_path: Path) 
     assert (
         "FAILED: node `(replay)` did not finish within 11 s (it was waiting for node " in r.stdout
     )
+
+
+def test_inputs_lost_to_damage_are_named_beside_the_differences_they_cause(
+    tmp_path: Path,
+) -> None:
+    """An IMU chunk of the golden fails its CRC: the planner, whose state follows the IMU,
+    differs; the report says the damage took that input, not that the code changed."""
+    damaged = tmp_path / "damaged.dora"
+    shutil.copy(REPO / "golden" / "run1.dora", damaged)
+    part = PartFile(damaged)
+    try:
+        imu = next(c.id for c in part.channels.values() if c.name == "imu/imu")
+        chunk = [c for c in part.chunks if c.meta.channel_id == imu][3]
+    finally:
+        part.close()
+    raw = bytearray(damaged.read_bytes())
+    raw[chunk.offset + chunk.size // 2] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+    result = dora_replay.replay(
+        damaged, speed=0, dataflow=ROBOT / "dataflow.yml", log_dir=tmp_path / "logs"
+    )
+    assert not result.ok and not result.comparison.ok
+    assert any(
+        n.startswith("the damage took recorded input(s) of the live nodes (imu/imu): ")
+        for n in result.comparison.notes
+    ), result.comparison.notes
