@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +83,10 @@ def _frames(n: int) -> list[pa.Array]:
 
 
 def _record(path: Path, frames: list[pa.Array]) -> None:
-    """Write 40 x 1 MiB; after each frame the test flushes the file to disk itself (through its
-    own descriptor), so what the sink finds written back does not depend on how fast the disk
-    of the machine running the test is."""
+    """Write 40 x 1 MiB; once the writer thread has put each frame in the file, the test
+    flushes the file to disk itself (through its own descriptor), so what the sink finds
+    written back depends neither on how fast the disk is nor on how far the writer thread lags
+    behind ``write()`` on a busy machine (it did, once, in a full CI run)."""
     with dora_replay.open_writer(
         path, "nodes: []\n", compression="none", chunk_size_bytes=MIB, fsync=False
     ) as w:
@@ -92,6 +94,9 @@ def _record(path: Path, frames: list[pa.Array]) -> None:
         try:
             for i in range(40):
                 w.write("cam/image", frames[i % 4], log_time_ns=i, publish_time_ns=i, seq=i)
+                deadline = time.monotonic() + 10
+                while os.fstat(fd).st_size < (i + 1) * MIB and time.monotonic() < deadline:
+                    time.sleep(0.002)
                 os.fsync(fd)
         finally:
             os.close(fd)
