@@ -268,30 +268,29 @@ def test_a_recording_given_directly_and_the_marker(project) -> None:
     result.assert_outcomes(deselected=2)
 
 
+def _move_golden(project, name: str, dataflow_path: str) -> None:
+    """Replace the project's golden with ``golden/<name>``, the same messages recorded (as its
+    metadata says) from ``dataflow_path``."""
+    with dora_replay.open(project.golden) as rec:
+        meta = dict(rec.metadata, dataflow_path=dataflow_path)
+        with dora_replay.open_writer(project.path / "golden" / name, rec.dataflow_yaml, meta) as w:
+            for m in rec.iter_messages():
+                w.write_message(m)
+    project.golden.unlink()
+
+
 @pytest.mark.slow
 def test_golden_from_another_checkout(project) -> None:
     """The recorded dataflow path does not exist here (CI): the replay finds flow/dataflow.yml
     in the project by the tail of that path."""
-    moved = project.path / "golden" / "moved.dora"
-    with dora_replay.open(project.golden) as rec:
-        meta = dict(rec.metadata, dataflow_path="/gone/checkout/flow/dataflow.yml")
-        with dora_replay.open_writer(moved, rec.dataflow_yaml, meta) as w:
-            for m in rec.iter_messages():
-                w.write_message(m)
-    project.golden.unlink()
+    _move_golden(project, "moved.dora", "/gone/checkout/flow/dataflow.yml")
     project.run("--dora-replay", "golden/moved.dora", "-v").assert_outcomes(passed=2)
 
 
 def test_a_configured_dataflow_that_is_missing_is_named_with_where_it_was_set(project) -> None:
     """The recorded dataflow is found nowhere, so the one set in [tool.pytest_dora] is used;
     when that one is missing too, the failure says where the path came from."""
-    lost = project.path / "golden" / "lost.dora"
-    with dora_replay.open(project.golden) as rec:
-        meta = dict(rec.metadata, dataflow_path="/gone/checkout/elsewhere/nowhere.yml")
-        with dora_replay.open_writer(lost, rec.dataflow_yaml, meta) as w:
-            for m in rec.iter_messages():
-                w.write_message(m)
-    project.golden.unlink()
+    _move_golden(project, "lost.dora", "/gone/checkout/elsewhere/nowhere.yml")
     project.pyproject('[tool.pytest_dora]\ndataflow = "robot/dataflow.yml"\n')
     result = project.run("--dora-replay", "golden/lost.dora")
     result.assert_outcomes(failed=2)
