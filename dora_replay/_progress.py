@@ -86,7 +86,7 @@ class Progress:
         table = Table.grid(padding=(0, 1))
         frac = snap.elapsed_ns / snap.total_ns if snap.total_ns else 1.0
         table.add_row(
-            "recording",
+            "recorded time",
             ProgressBar(total=1.0, completed=min(frac, 1.0), width=30),
             f"{snap.elapsed_ns / 1e9:.2f} / {snap.total_ns / 1e9:.2f} s",
         )

@@ -42,6 +42,15 @@ class TimingStats:
         )
 
 
+REPLAY_ITSELF = "(replay)"
+"""Key in ``ReplayResult.failures`` of the replay's own failure (a timeout), not a node's."""
+
+
+def failure_line(name: str, why: str) -> str:
+    """``node `x` exit 1; ...``, or ``the replay did not finish ...`` for the replay itself."""
+    return f"the replay {why}" if name == REPLAY_ITSELF else f"node `{name}` {why}"
+
+
 def damage_summary(problems: list[Problem]) -> str:
     """How much a recording lost, from its ``problems``, worst first: a cut-off end (everything
     recorded after the cut is gone), ``"23 recorded message(s) could not be read"``, unreadable
@@ -142,7 +151,7 @@ class ReplayResult:
             )
         lines += [f"warning: {w}" for w in self.warnings]
         for node, why in self.failures.items():
-            lines.append(f"FAILED: node `{node}` {why}")
+            lines.append(f"FAILED: {failure_line(node, why)}")
         lines.append(self.comparison.report(damage=self.damage_summary()))
         if self.damaged:
             lines.append(f"damaged recording: {self.damage_fix()}")

@@ -16,6 +16,7 @@ from dora_replay._plan import ReplayPlan, with_feeder_options
 from dora_replay._progress import Progress, Snapshot
 from dora_replay._recording import Message, Recording
 from dora_replay._recording import open as open_recording
+from dora_replay._result import REPLAY_ITSELF
 from dora_replay.compare import read_channels
 from dora_runtime.daemon import node_list, signal_name
 
@@ -217,7 +218,7 @@ class Run:
         }
         if timed_out and not self.loop:
             waited = f" (it was waiting for {node_list(self._busy)})" if self._busy else ""
-            failures["(replay)"] = f"did not finish within {timeout_s:g} s{waited}; stopped"
+            failures[REPLAY_ITSELF] = f"did not finish within {timeout_s:g} s{waited}; stopped"
         replayed: dict[str, list[Message]] = {}
         if taps and self.capture.exists():
             with open_recording(self.capture) as cap:

@@ -366,8 +366,10 @@ def _failures_for(result: Any, channel: str) -> str:
     """Failures that concern ``channel``: its node's, a feeder's or the replay's own."""
     node = channel.split("/", 1)[0]
     live = set(result.live_nodes)
+    from dora_replay._result import failure_line
+
     lines = [
-        f"node `{name}` {why}"
+        failure_line(name, why)
         for name, why in result.failures.items()
         if name == node or name not in live
     ]
