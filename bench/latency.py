@@ -394,6 +394,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.no_ours and not args.vs_dora_rs:
         p.error("--no-ours without --vs-dora-rs leaves nothing to run")
+    if not args.no_ours and not args.ours_bin.is_dir():
+        p.error(f"--ours-bin: {args.ours_bin} is not a folder (name the one holding our `dora`)")
     if not args.no_ours and not (args.ours_bin / "dora").is_file():
         p.error(
             f"--ours-bin: no `dora` in {args.ours_bin} (install dora-py there: pip install -e .)"

@@ -78,7 +78,8 @@ def test_latency_stages_splits_every_message(tmp_path: Path) -> None:
             f"argument --size: must be at most {1 << 30}, got {1 << 40}",
         ),
         ("latency.py", ["--no-ours"], "--no-ours without --vs-dora-rs leaves nothing to run"),
-        ("latency.py", ["--ours-bin", "/nonexistent"], "--ours-bin: no `dora` in /nonexistent"),
+        ("latency.py", ["--ours-bin", "/nonexistent"], "--ours-bin: /nonexistent is not a folder"),
+        ("latency.py", ["--ours-bin", "/tmp"], "--ours-bin: no `dora` in /tmp"),
     ],
 )
 def test_bench_rejects_bad_arguments_in_one_line(
