@@ -113,8 +113,9 @@ def _same_text(path: Path, rec: Recording) -> bool:
         return False
 
 
-def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descriptor, str | None]:
-    """The dataflow to replay and, when it was found elsewhere than recorded, a note saying so.
+def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descriptor, list[str]]:
+    """The dataflow to replay and notes for the user: that it was found elsewhere than
+    recorded, that the file found has changed since the recording.
 
     ``dataflow`` if given, else the one stored in the recording with node paths resolved
     against the folder of the file it was recorded from (found by :func:`find_dataflow` when
@@ -125,7 +126,7 @@ def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descript
     from dora_runtime.descriptor import load_descriptor
 
     if dataflow is not None:
-        return load_descriptor(dataflow, defer_missing_files=True), None
+        return load_descriptor(dataflow, defer_missing_files=True), []
     text = rec.dataflow_yaml
     if not text.strip():
         raise ReplayError(
@@ -135,7 +136,7 @@ def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descript
     if not origin:
         return parse_descriptor(
             text, base_dir=rec.paths[0].resolve().parent, defer_missing_files=True
-        ), None
+        ), []
     found = find_dataflow(rec)
     if found is not None:
         notes = []
@@ -148,9 +149,8 @@ def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descript
                 f"dataflow stored in the recording (pass --dataflow {_shown(found)} to run "
                 "the changed one)"
             )
-        note = "; ".join(notes) or None
         desc = parse_descriptor(text, base_dir=found.parent, path=found, defer_missing_files=True)
-        return desc, note
+        return desc, notes
     base = Path(origin).parent
     if not base.is_dir():
         raise ReplayError(
@@ -158,7 +158,7 @@ def load_dataflow(rec: Recording, dataflow: str | Path | None) -> tuple[Descript
             f"file `{Path(origin).name}` with a tail of that path was found below the current "
             "folder or the recording's folders; pass the dataflow file with --dataflow"
         )
-    return parse_descriptor(text, base_dir=base, defer_missing_files=True), None
+    return parse_descriptor(text, base_dir=base, defer_missing_files=True), []
 
 
 def _shown(path: Path) -> str:

@@ -169,7 +169,7 @@ def replay(
         rec.close()
         raise ReplayError(f"--out {out} is the recording being replayed: save to another file")
     try:
-        desc, dataflow_note = load_dataflow(rec, dataflow)
+        desc, dataflow_notes = load_dataflow(rec, dataflow)
         plan = make_plan(
             rec,
             desc,
@@ -251,7 +251,7 @@ def replay(
         drops=drops,
         timed_out=timed_out,
         seq_maps=seq_maps,
-        notes=[n for n in (dataflow_note, _repaired_note(rec.metadata)) if n],
+        notes=dataflow_notes + _repaired_note(rec.metadata),
         stopped_by_user=stopped,
         problems=problems,
         recording=Path(path),
@@ -287,15 +287,16 @@ def _skip_reason(
     return "their inputs were not replayed" + (f" ({'; '.join(why)})" if why else "")
 
 
-def _repaired_note(metadata: dict[str, str]) -> str | None:
-    """A note when the recording was repaired after losing messages: it now covers less."""
+def _repaired_note(metadata: dict[str, str]) -> list[str]:
+    """A note when the recording was repaired after losing messages (it now covers less);
+    none otherwise."""
     lost = metadata.get(REPAIRED_LOST_KEY, "0")
     if lost == "0":
-        return None
-    return (
+        return []
+    return [
         f"the recording was repaired ({metadata.get(REPAIRED_KEY, '')}): it replays and checks "
         "only what survived; record it again for the full run"
-    )
+    ]
 
 
 __all__ = ["NodeOptionError", "ReplayError", "replay"]

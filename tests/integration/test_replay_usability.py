@@ -335,11 +335,11 @@ def test_the_copy_nearest_the_user_wins_over_the_recorded_file(
     assert dora_replay.find_dataflow(in_clone) == clone  # below a folder above the recording
     assert dora_replay.find_dataflow(outside) == recorded  # nothing nearer: the recorded file
     with dora_replay.open(in_clone) as rec:
-        desc, note = load_dataflow(rec, None)
+        desc, notes = load_dataflow(rec, None)
     assert desc.path == clone
-    assert note == f"recorded from {recorded}; using {clone}"
+    assert notes == [f"recorded from {recorded}; using {clone}"]
     with dora_replay.open(outside) as rec:
-        assert load_dataflow(rec, None)[1] is None
+        assert load_dataflow(rec, None)[1] == []
 
 
 def test_summary_counts_skipped_messages_with_the_reason() -> None:
