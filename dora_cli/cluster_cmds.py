@@ -76,8 +76,11 @@ def coordinator(
 
 
 def daemon(
-    coordinator_url: str = typer.Option(
-        "ws://127.0.0.1:6012", "--coordinator", help="The coordinator's ws://HOST:PORT."
+    coordinator_url: str | None = typer.Option(
+        None,
+        "--coordinator",
+        help="The coordinator's ws://HOST:PORT (default: $DORA_COORDINATOR, else the one "
+        "`dora up` started, else ws://127.0.0.1:6012, `dora coordinator`'s port).",
     ),
     machine_id: str = typer.Option("local", "--machine-id", help="This daemon's machine id."),
     labels: list[str] = typer.Option([], "--labels", help="k=v labels for placement; repeatable."),
@@ -100,11 +103,25 @@ def daemon(
             if not sep or not key:
                 fail(f"--labels {part!r}: expected KEY=VALUE, e.g. --labels gpu=true")
             parsed[key.strip()] = val.strip()
+    url = _daemon_coordinator(coordinator_url)
     home = state_dir or dora_home() / "daemons" / machine_id
-    code = run_daemon(
-        coordinator_url, machine_id, parsed, home, find_token(token_file), zenoh_listen
-    )
+    code = run_daemon(url, machine_id, parsed, home, find_token(token_file), zenoh_listen)
     raise typer.Exit(code)
+
+
+def _daemon_coordinator(given: str | None) -> str:
+    """Where a daemon connects: as the other commands find the coordinator, else the port
+    `dora coordinator` listens on by default. Refuses what is not a ws:// or wss:// URL."""
+    from dora_runtime._ws_protocol import CoordinatorError
+    from dora_runtime.coordinator.client import coordinator_url
+
+    try:
+        url = coordinator_url(given)
+    except CoordinatorError:  # nothing running here yet: the daemon waits for it
+        url = "ws://127.0.0.1:6012"
+    if not url.startswith(("ws://", "wss://")):
+        fail(f"--coordinator {url!r}: expected ws://HOST:PORT (or wss://)", code=2)
+    return url
 
 
 def start(
@@ -232,7 +249,12 @@ def logs(
 
 def stop(
     dataflow: str = typer.Argument(..., metavar="DATAFLOW", help="Dataflow name or id."),
-    grace: str = typer.Option("5s", "--grace", help="Time after STOP before nodes are killed."),
+    grace: str | None = typer.Option(
+        None,
+        "--grace",
+        help="Time after STOP before nodes are killed (default: the dataflow's `dora start "
+        "--grace`, else 5s).",
+    ),
     url: str | None = _COORD,
 ) -> None:
     """Send STOP to every node of a dataflow; kill what is left after the grace period."""

@@ -222,6 +222,7 @@ class DaemonService:
             loop.add_signal_handler(sig, self._shutdown.set)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         attempt = 0
+        connected_once = False
         while not self._shutdown.is_set():
             try:
                 async with connect(
@@ -233,6 +234,7 @@ class DaemonService:
                     ping_timeout=5,
                 ) as ws:
                     attempt = 0
+                    connected_once = True
                     await self._session(Peer(ws))
             except InvalidStatus as e:
                 code = e.response.status_code
@@ -249,8 +251,13 @@ class DaemonService:
             if self._shutdown.is_set():
                 break
             delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.5)
-            if attempt == 0:
+            if attempt == 0 and connected_once:
                 self.say(f"coordinator {self.url} unreachable; retrying (nodes keep running)")
+            elif attempt == 0:
+                self.say(
+                    f"coordinator {self.url} unreachable; retrying until it answers (is "
+                    "`dora coordinator` or `dora up` running there? --coordinator names another)"
+                )
             attempt += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._shutdown.wait(), delay)

@@ -7,6 +7,7 @@ and the processes' logs (``coordinator.log``, ``daemon-local.log``, ``daemons/<i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from typing import Any
 from dora_runtime._ws_protocol import CoordinatorError, dora_home
 from dora_runtime.coordinator.client import CoordinatorClient, pid_alive, read_info
 from dora_runtime.coordinator.placement import DEFAULT_MACHINE
+from dora_runtime.coordinator.server import LAST_PORT_FILE
 
 _START_TIMEOUT_S = 15.0
 
@@ -66,6 +68,12 @@ def up(port: int = 0, home: Path | None = None, machine_id: str = DEFAULT_MACHIN
             )
             port = port or int(info.get("port", 0))
             (home / "coordinator.json").unlink(missing_ok=True)
+        elif not port and (last := _last_port(home)):
+            said.append(
+                f"starting the coordinator on port {last}, where the last one listened, so "
+                "daemons still running reconnect"
+            )
+            port = last
         log = home / "coordinator.log"
         args = ["coordinator", "--port", str(port), "--state-dir", str(home)]
         proc = _spawn(args, log)
@@ -109,9 +117,12 @@ def destroy(home: Path | None = None, grace_s: float | None = None) -> list[str]
             said.append(f"stopped dataflow {name}")
         said += [f"warning: {e}" for e in answer["errors"]]
         pids.append(info["pid"])
-    deadline = time.monotonic() + 10
-    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_exit(pids, 2.0)
+    for pid in pids:  # a daemon not connected (retrying a restarted coordinator): tell it here
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    _wait_exit(pids, 10.0)
     for pid in pids:
         if pid_alive(pid):
             said.append(f"process {pid} did not exit; killing it")
@@ -119,10 +130,24 @@ def destroy(home: Path | None = None, grace_s: float | None = None) -> list[str]
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    for f in [*home.glob("daemon-*.json"), home / "coordinator.json"]:
+    for f in [*home.glob("daemon-*.json"), home / "coordinator.json", home / LAST_PORT_FILE]:
         f.unlink(missing_ok=True)
     said.append("dora is down")
     return said
+
+
+def _wait_exit(pids: list[int], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _last_port(home: Path) -> int:
+    """The port the last coordinator with state in ``home`` listened on, 0 if unknown."""
+    try:
+        return int((home / LAST_PORT_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return 0
 
 
 def _read(path: Path) -> dict[str, Any] | None:

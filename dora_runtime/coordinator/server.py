@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import hmac
 import json
@@ -34,6 +35,8 @@ from dora_runtime._ws_protocol import (
 )
 from dora_runtime.coordinator.state import StateStore
 
+LAST_PORT_FILE = "coordinator.port"
+"""In the state folder: the port the coordinator last listened on (``dora up`` reuses it)."""
 DAEMON_LOST_S = 3.0
 """A disconnected daemon that has not reconnected after this long is considered dead."""
 RECOVER_S = 15.0
@@ -74,6 +77,9 @@ class Coordinator:
         self.daemons: dict[str, DaemonLink] = {}
         self.followers: list[Follower] = []
         self._done: dict[str, asyncio.Event] = {}
+        #: dataflow id -> the grace period given at start (``dora start --grace``), for stops
+        #: that give none; not persisted (after a restart the daemons still know it)
+        self.start_grace: dict[str, float] = {}
         self._lost_tasks: dict[str, asyncio.Task[None]] = {}
         self._exit = asyncio.Event()
         self._lock_fd: int | None = None
@@ -118,22 +124,33 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._exit.set)
-        async with serve(
-            self._connection,
-            self.host,
-            self.port,
-            process_request=self._authorize,
-            origins=[None],  # browsers always send Origin: no web page may drive the coordinator
-            max_size=MAX_MESSAGE_BYTES,
-            ping_interval=2,
-            ping_timeout=5,
-        ) as server:
+        try:
+            server = await serve(
+                self._connection,
+                self.host,
+                self.port,
+                process_request=self._authorize,
+                origins=[None],  # browsers always send Origin: no web page may drive us
+                max_size=MAX_MESSAGE_BYTES,
+                ping_interval=2,
+                ping_timeout=5,
+            )
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+            raise CoordinatorError(
+                f"port {self.port} on {self.host} is already in use (another coordinator, or "
+                "another program); choose another with --port"
+            ) from None
+        async with server:
             port = server.sockets[0].getsockname()[1]
             url = f"ws://{self.host}:{port}"
             info = {"pid": os.getpid(), "host": self.host, "port": port, "url": url}
             tmp = self.state_dir / "coordinator.json.tmp"
             tmp.write_text(json.dumps(info))
             os.replace(tmp, self.state_dir / "coordinator.json")
+            # kept after a clean exit too: `dora up` restarts on it, where the daemons retry
+            (self.state_dir / LAST_PORT_FILE).write_text(str(port))
             self.say(f"listening on {url}")
             recovery = asyncio.create_task(self._recovery_deadline())
             await self._exit.wait()

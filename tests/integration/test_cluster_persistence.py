@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -98,3 +99,39 @@ def test_state_of_a_crash_during_start_is_handled(cluster: Cluster) -> None:
     row = cluster.dataflow("half")
     assert row["status"] == "failed"
     assert "stopped while it was starting" in row["reason"]
+
+
+@pytest.mark.slow
+def test_dora_up_after_a_clean_coordinator_stop_reuses_its_port(cluster: Cluster) -> None:
+    """SIGTERM (systemctl stop, Ctrl-C) removes coordinator.json; the next `dora up` still
+    starts on the old port, where the daemon retries, so the running dataflow is kept."""
+    cluster.dora("up")
+    info = json.loads((cluster.home / "coordinator.json").read_text())
+    cluster.dora("start", str(cluster.write(TALKER)), "--name", "kept")
+    wait_for(lambda: _count(cluster) >= 2, 15, "ticks")
+    os.kill(info["pid"], signal.SIGTERM)
+    wait_for(lambda: not pid_alive(info["pid"]), 10, "the coordinator to exit")
+    assert not (cluster.home / "coordinator.json").exists()
+    out = cluster.dora("up").stdout
+    assert f"starting the coordinator on port {info['port']}, where the last one listened" in out
+    new = json.loads((cluster.home / "coordinator.json").read_text())
+    assert new["port"] == info["port"]
+    cluster.url = new["url"]
+    cluster.wait_status("kept", "running")
+    down = cluster.dora("destroy", "--grace", "2s").stdout
+    assert "stopped dataflow kept" in down
+
+
+def test_a_daemon_finds_the_coordinator_dora_up_started(cluster: Cluster) -> None:
+    cluster.dora("up")
+    cluster.url = json.loads((cluster.home / "coordinator.json").read_text())["url"]
+    # no --coordinator: found as the other commands find it
+    state = str(cluster.dir / "daemons" / "arm")
+    cluster.spawn("daemon-arm", ["daemon", "--machine-id", "arm", "--state-dir", state])
+    cluster.wait_daemons("local", "arm")
+    bad = cluster.dora("daemon", "--coordinator", "127.0.0.1:6012", check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "error: --coordinator '127.0.0.1:6012': expected ws://HOST:PORT (or wss://)"
+    )
+    cluster.dora("destroy")
