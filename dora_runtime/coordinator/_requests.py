@@ -60,6 +60,7 @@ class Requests:
             name = path.stem if not self.c.state.name_in_use(path.stem) else None
             name = name or f"{path.stem}-{dataflow_id[-6:]}"
         grace_s = float(msg.get("grace_s") or DEFAULT_GRACE_S)
+        self.c.start_grace[dataflow_id] = grace_s
         self.c.state.insert_dataflow(
             dataflow_id, name, str(path), msg["yaml"], plan.to_json(), plan.placement
         )
@@ -112,7 +113,10 @@ class Requests:
             self.c.state.set_status(row.id, "stopping")
             for m in row.machines:
                 self.c.send(m, {"type": "stop", "dataflow_id": row.id, "grace_s": grace_s})
-            limit = float(grace_s if grace_s is not None else DEFAULT_GRACE_S) + TAP_GRACE_S + 5
+            # no grace given: the daemons use the dataflow's own (from start), unknown here
+            # after a coordinator restart, so wait long enough for any
+            known = grace_s if grace_s is not None else self.c.start_grace.get(row.id, 120.0)
+            limit = float(known) + TAP_GRACE_S + 5
             try:
                 await asyncio.wait_for(self.c.done_event(row.id).wait(), limit)
             except TimeoutError:
@@ -129,6 +133,10 @@ class Requests:
         row = self._resolve(msg["dataflow"])
         node = msg.get("node")
         placement = {k: v["machine_id"] for k, v in row.nodes.items()}
+        if node is not None and placement and node not in placement:
+            raise CoordinatorError(
+                f"dataflow `{row.name}` has no node `{node}`; its nodes: {', '.join(placement)}"
+            )
         machines = [placement[node]] if node in placement else row.machines
         follow = bool(msg.get("follow")) and row.active
         lines: list[list[str]] = []

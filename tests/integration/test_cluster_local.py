@@ -273,3 +273,35 @@ def test_logs_follow_streams_until_the_dataflow_ends(cluster: Cluster) -> None:
             follow.kill()
             follow.wait()
         follow.stdout.close()  # type: ignore[union-attr]
+
+
+def test_cluster_commands_refuse_bad_input_in_one_line(cluster: Cluster) -> None:
+    cluster.coordinator()
+    taken = cluster.url.rsplit(":", 1)[1]
+    res = cluster.dora(
+        "coordinator", "--port", taken, "--state-dir", str(cluster.dir / "other"), check=False
+    )
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        f"error: port {taken} on 127.0.0.1 is already in use (another coordinator, or another "
+        "program); choose another with --port"
+    )
+    cluster.daemon("local")
+    cluster.wait_daemons("local")
+    cluster.dora("start", str(cluster.write(TALKER)), "--name", "t")
+    res = cluster.dora("logs", "t", "nosuch", check=False)
+    assert res.returncode == 1
+    assert "dataflow `t` has no node `nosuch`; its nodes: talker, sink" in res.stderr
+
+
+def test_stop_uses_the_grace_period_given_at_start(cluster: Cluster) -> None:
+    cluster.coordinator()
+    cluster.daemon("local")
+    cluster.wait_daemons("local")
+    path = cluster.write("nodes:\n  - id: stubborn\n    path: NODES/ignore_stop.py\n")
+    cluster.dora("start", str(path), "--name", "stubborn", "--grace", "1s")
+    wait_for(lambda: (cluster.results / "ignore_stop.ready").exists(), 15, "the node")
+    t0 = time.monotonic()
+    cluster.dora("stop", "stubborn")
+    assert time.monotonic() - t0 < 4.5  # not the 5 s default
+    assert "did not stop within 1 s" in cluster.dora("logs", "stubborn").stdout
