@@ -54,27 +54,6 @@ def test_coordinator_kill9_nodes_keep_running_and_it_resumes(cluster: Cluster) -
     assert "retrying (nodes keep running)" in cluster.log("daemon-local")
 
 
-@pytest.mark.slow
-def test_dora_up_after_a_crashed_coordinator(cluster: Cluster) -> None:
-    cluster.dora("up")
-    info = json.loads((cluster.home / "coordinator.json").read_text())
-    cluster.dora("start", str(cluster.write(TALKER)), "--name", "kept")
-    wait_for(lambda: _count(cluster) >= 2, 15, "ticks")
-    import os
-
-    os.kill(info["pid"], signal.SIGKILL)
-    wait_for(lambda: not pid_alive(info["pid"]), 5, "the coordinator to die")
-    out = cluster.dora("up").stdout
-    assert f"the previous coordinator (pid {info['pid']}) died" in out
-    assert "daemon `local` already running" in out
-    new = json.loads((cluster.home / "coordinator.json").read_text())
-    assert new["port"] == info["port"] and new["pid"] != info["pid"]
-    cluster.url = new["url"]
-    cluster.wait_status("kept", "running")
-    down = cluster.dora("destroy", "--grace", "2s").stdout
-    assert "stopped dataflow kept" in down
-
-
 def test_a_dead_daemon_fails_its_dataflows(cluster: Cluster) -> None:
     cluster.coordinator()
     cluster.daemon("local")
@@ -102,20 +81,31 @@ def test_state_of_a_crash_during_start_is_handled(cluster: Cluster) -> None:
 
 
 @pytest.mark.slow
-def test_dora_up_after_a_clean_coordinator_stop_reuses_its_port(cluster: Cluster) -> None:
-    """SIGTERM (systemctl stop, Ctrl-C) removes coordinator.json; the next `dora up` still
-    starts on the old port, where the daemon retries, so the running dataflow is kept."""
+@pytest.mark.parametrize(
+    ("sig", "said"),
+    [
+        (signal.SIGKILL, "the previous coordinator (pid {pid}) died"),
+        (signal.SIGTERM, "starting the coordinator on port {port}, where the last one listened"),
+    ],
+    ids=["kill-9", "sigterm"],
+)
+def test_dora_up_restarts_the_coordinator_on_its_port(
+    cluster: Cluster, sig: signal.Signals, said: str
+) -> None:
+    """Killed, or stopped cleanly (SIGTERM: systemctl stop, Ctrl-C; that removes
+    coordinator.json): the next `dora up` starts on the old port, where the daemon retries, so
+    the running dataflow is kept."""
     cluster.dora("up")
     info = json.loads((cluster.home / "coordinator.json").read_text())
     cluster.dora("start", str(cluster.write(TALKER)), "--name", "kept")
     wait_for(lambda: _count(cluster) >= 2, 15, "ticks")
-    os.kill(info["pid"], signal.SIGTERM)
+    os.kill(info["pid"], sig)
     wait_for(lambda: not pid_alive(info["pid"]), 10, "the coordinator to exit")
-    assert not (cluster.home / "coordinator.json").exists()
     out = cluster.dora("up").stdout
-    assert f"starting the coordinator on port {info['port']}, where the last one listened" in out
+    assert said.format(pid=info["pid"], port=info["port"]) in out, out
+    assert "daemon `local` already running" in out
     new = json.loads((cluster.home / "coordinator.json").read_text())
-    assert new["port"] == info["port"]
+    assert new["port"] == info["port"] and new["pid"] != info["pid"]
     cluster.url = new["url"]
     cluster.wait_status("kept", "running")
     down = cluster.dora("destroy", "--grace", "2s").stdout
