@@ -446,48 +446,44 @@ class Daemon:
         except (OSError, _framing.TransportError):  # node gone mid-write: its exit is reported
             pass
 
-    def _quiescent(self) -> bool:
-        """Lockstep: every running node waits with empty queues and nothing is in flight."""
-        gone = {s.spec.id for s in self.nodes.values() if s.exited}
-        sent = received = 0
+    def _lockstep_tallies(self) -> tuple[dict[str, int], dict[str, int]]:
+        """From the nodes' last IDLE reports (taps left out): messages sent to each node, and
+        messages each node has taken off its inputs (timer ticks left out)."""
+        sent_to: dict[str, int] = {}
+        taken: dict[str, int] = {}
         for s in self.nodes.values():
-            if s.tap is not None:
-                continue
-            if s.idle is None:
-                if not s.exited:
-                    return False  # not yet waiting for input
+            if s.tap is not None or s.idle is None:
                 continue
             rec, snd = s.idle
-            if s.spec.id not in gone:
-                timers = {i.id for i in s.spec.inputs.values() if i.is_timer}
-                received += sum(n for k, n in rec.items() if k not in timers)
+            timers = {i.id for i in s.spec.inputs.values() if i.is_timer}
+            taken[s.spec.id] = sum(n for k, n in rec.items() if k not in timers)
             for key, n in snd.items():
                 target = key.split("/", 1)[0]
-                if target not in gone and not self._is_tap(target):
-                    sent += n
+                sent_to[target] = sent_to.get(target, 0) + n
+        return sent_to, taken
+
+    def _quiescent(self) -> bool:
+        """Lockstep: every running node waits with empty queues and nothing is in flight."""
+        if any(s.tap is None and s.idle is None and not s.exited for s in self.nodes.values()):
+            return False  # a node not yet waiting for input
+        sent_to, taken = self._lockstep_tallies()
+        gone = {s.spec.id for s in self.nodes.values() if s.exited}
+        sent = sum(n for t, n in sent_to.items() if t not in gone and not self._is_tap(t))
+        received = sum(n for node_id, n in taken.items() if node_id not in gone)
         return sent == received
 
     def lockstep_waiting_on(self) -> list[str]:
         """Lockstep: the running nodes (not feeders, not taps) the next step waits for: those
         not yet waiting for input, and those with messages sent to them they have not taken."""
-        sent_to: dict[str, int] = {}
-        for s in self.nodes.values():
-            if s.tap is None and s.idle is not None:
-                for key, n in s.idle[1].items():
-                    target = key.split("/", 1)[0]
-                    sent_to[target] = sent_to.get(target, 0) + n
-        busy = []
-        for s in self.nodes.values():
-            if s.tap is not None or s.exited or s.spec.id in self.feeders:
-                continue
-            if s.idle is None:
-                busy.append(s.spec.id)
-                continue
-            timers = {i.id for i in s.spec.inputs.values() if i.is_timer}
-            taken = sum(n for k, n in s.idle[0].items() if k not in timers)
-            if taken < sent_to.get(s.spec.id, 0):
-                busy.append(s.spec.id)
-        return busy
+        sent_to, taken = self._lockstep_tallies()
+        return [
+            s.spec.id
+            for s in self.nodes.values()
+            if s.tap is None
+            and not s.exited
+            and s.spec.id not in self.feeders
+            and (s.idle is None or taken[s.spec.id] < sent_to.get(s.spec.id, 0))
+        ]
 
     def _is_tap(self, node_id: str) -> bool:
         s = self.nodes.get(node_id)
