@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from dora_cli._common import duration, fail, node_printer
+from dora_runtime._ws_protocol import DEFAULT_PORT
 
 _COORD = typer.Option(
     None, "--coordinator", help="ws://HOST:PORT (default: $DORA_COORDINATOR, else `dora up`'s)."
@@ -64,7 +65,7 @@ def coordinator(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Address to bind (non-loopback needs a token)."
     ),
-    port: int = typer.Option(6012, "--port", help="Port to listen on (0: any free port)."),
+    port: int = typer.Option(DEFAULT_PORT, "--port", help="Port to listen on (0: any free port)."),
     state_dir: Path | None = typer.Option(None, "--state-dir", help="Default: $DORA_HOME."),
     token_file: Path | None = _TOKEN_FILE,
 ) -> None:
@@ -80,7 +81,7 @@ def daemon(
         None,
         "--coordinator",
         help="The coordinator's ws://HOST:PORT (default: $DORA_COORDINATOR, else the one "
-        "`dora up` started, else ws://127.0.0.1:6012, `dora coordinator`'s port).",
+        f"`dora up` started, else ws://127.0.0.1:{DEFAULT_PORT}, `dora coordinator`'s port).",
     ),
     machine_id: str = typer.Option("local", "--machine-id", help="This daemon's machine id."),
     labels: list[str] = typer.Option([], "--labels", help="k=v labels for placement; repeatable."),
@@ -118,7 +119,7 @@ def _daemon_coordinator(given: str | None) -> str:
     try:
         url = coordinator_url(given)
     except CoordinatorError:  # nothing running here yet: the daemon waits for it
-        url = "ws://127.0.0.1:6012"
+        url = f"ws://127.0.0.1:{DEFAULT_PORT}"
     if not url.startswith(("ws://", "wss://")):
         fail(f"--coordinator {url!r}: expected ws://HOST:PORT (or wss://)", code=2)
     return url
