@@ -86,8 +86,7 @@ def parse_descriptor(
         loader.dispose()
     if root is None:
         raise DescriptorError(where, [(None, "file is empty; expected a mapping with `nodes:`")])
-    parser = _Parser(loader, base_dir, problems)
-    parser.defer_missing_files = defer_missing_files
+    parser = _Parser(loader, base_dir, problems, defer_missing_files=defer_missing_files)
     nodes = parser.parse_root(root)
     if parser.problems:
         ordered = sorted(parser.problems, key=lambda p: (p[0] is not None, p[0] or 0))
@@ -136,11 +135,18 @@ def _duplicate_keys(root: yaml.Node | None) -> list[Problem]:
 class _Parser(FieldReader):
     """Top level, nodes and the wiring between them."""
 
-    defer_missing_files = False
-    """Set: a missing node file goes to ``missing_files`` instead of ``problems``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        loader: yaml.SafeLoader,
+        base_dir: Path,
+        problems: list[Problem],
+        *,
+        defer_missing_files: bool = False,
+    ) -> None:
+        """``defer_missing_files``: a missing node file goes to ``missing_files`` (node id ->
+        the problem) instead of ``problems``."""
+        super().__init__(loader, base_dir, problems)
+        self.defer_missing_files = defer_missing_files
         self.missing_files: dict[str, str] = {}
 
     def _missing_file(self, node_id: str | None, at: yaml.Node, message: str) -> None:
