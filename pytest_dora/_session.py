@@ -364,10 +364,10 @@ def _shared_lock_dir(config: pytest.Config) -> Path | None:
 
 def _failures_for(result: Any, channel: str) -> str:
     """Failures that concern ``channel``: its node's, a feeder's or the replay's own."""
-    node = channel.split("/", 1)[0]
-    live = set(result.live_nodes)
     from dora_replay._result import failure_line
 
+    node = channel.split("/", 1)[0]
+    live = set(result.live_nodes)
     lines = [
         failure_line(name, why)
         for name, why in result.failures.items()
