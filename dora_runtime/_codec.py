@@ -69,10 +69,12 @@ def to_arrow(data: Any) -> pa.Array:
 
 def _primitive_view(arr: pa.Array) -> tuple[str, memoryview] | None:
     info = _PRIMITIVE_BY_ID.get(arr.type.id)
-    if info is None or arr.null_count:
+    if info is None:
+        return None
+    validity, buf = arr.buffers()  # a primitive array has exactly these two
+    if validity is not None and arr.null_count:  # no validity buffer: no nulls, no call
         return None
     name, width = info
-    buf = arr.buffers()[1]
     start = arr.offset * width
     mv = memoryview(buf)
     if mv.format != "B":
@@ -150,6 +152,21 @@ def encode_payload(
     with pa.ipc.new_stream(sink, batch.schema) as w:
         w.write_batch(batch)
     return region, ["s", region.name, DATA_OFFSET, size, 0]
+
+
+def encode_bytes(
+    data: memoryview, acquire: Callable[[int], Region], inline_below: int = INLINE_THRESHOLD
+) -> tuple[Region | None, list[Any]]:
+    """``encode_payload`` for a byte buffer, sent as a UInt8 array (``bytes``, ``bytearray``,
+    ``send_output_raw``'s inline sample), without wrapping it in an Arrow array first: the
+    wrapper would be unwrapped again at once, and on a CPU gone cold between messages those
+    two pyarrow calls cost tens of microseconds."""
+    n = data.nbytes
+    if n < inline_below:
+        return None, ["p", "uint8", n, data]
+    region = acquire(n)
+    region.payload(n)[:] = data
+    return region, ["q", region.name, DATA_OFFSET, n, 0, "uint8", n]
 
 
 def write_shm(arr: pa.Array, pool: ShmPool, owners: list[str]) -> tuple[Region, list[Any]]:

@@ -56,8 +56,8 @@ class SampleHandler:
             raise NodeError("this sample was already sent")
         self._sent = True
         cause = self._node._cause
-        if self._region is None:
-            self._node.send_output(self._output, bytes(self._heap), self._metadata)
+        if self._region is None:  # inline: packed straight from the heap buffer, no copy first
+            self._sender.send(self._output, memoryview(self._heap), self._metadata, cause)
             return
         payload = ["q", self._region.name, DATA_OFFSET, self._length, 0, "uint8", self._length]
         self._sender.send_region(

@@ -17,7 +17,7 @@ import msgpack
 import pyarrow as pa
 
 from dora_runtime import _framing
-from dora_runtime._codec import encode_payload
+from dora_runtime._codec import encode_bytes, encode_payload
 from dora_runtime._config import EdgeConfig, NodeConfig
 from dora_runtime._shm import SLOTS_OFFSET, Region, ShmPool, wait_released
 from dora_runtime.errors import NodeError
@@ -157,9 +157,15 @@ class Sender:
         return list(self._outs)
 
     def send(
-        self, output_id: str, arr: pa.Array, metadata: dict[str, Any], cause: str | None
+        self,
+        output_id: str,
+        arr: pa.Array | memoryview,
+        metadata: dict[str, Any],
+        cause: str | None,
     ) -> int:
-        """Send ``arr`` to every receiver of ``output_id``; returns the message sequence number."""
+        """Send ``arr`` to every receiver of ``output_id``; returns the message sequence number.
+
+        A ``memoryview`` (of unsigned bytes) is sent as a UInt8 array."""
         out = self._outs.get(output_id) or self._unknown_output(output_id)
         with self._lock:
             seq = out.seq
@@ -167,7 +173,10 @@ class Sender:
             live = out.refresh()
             if not live:
                 return seq
-            region, payload = encode_payload(arr, out.acquire)
+            if arr.__class__ is memoryview:
+                region, payload = encode_bytes(arr, out.acquire)  # type: ignore[arg-type]
+            else:
+                region, payload = encode_payload(arr, out.acquire)  # type: ignore[arg-type]
             head = ["M", seq, time.time_ns(), cause, metadata]
             if region is None:
                 frame = self._frame(head + payload)

@@ -150,7 +150,9 @@ class Node:
         self, output_id: str, data: Any, metadata: dict[str, Any] | None = None
     ) -> None:
         """Send ``data`` (pyarrow Array, bytes, numpy array or list) on a declared output."""
-        arr = to_arrow(data)
+        cls = data.__class__
+        # bytes travel as they are (a UInt8 array on the receiving side), not via an Arrow array
+        arr = memoryview(data) if cls is bytes or cls is bytearray else to_arrow(data)
         self._sender.send(output_id, arr, check_metadata(metadata), self._cause)
 
     def send_output_raw(

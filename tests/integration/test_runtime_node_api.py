@@ -60,7 +60,9 @@ def test_large_payload_is_read_in_place_from_shared_memory(types_result: dict, c
     assert in_shm and all(in_shm), types_result["verdicts"][case]
 
 
-@pytest.mark.parametrize("case", ["int_small", "string_small", "bytes_small"])
+@pytest.mark.parametrize(
+    "case", ["int_small", "string_small", "bytes_small", "bytearray_reused_small", "raw_ctx_small"]
+)
 def test_small_payload_travels_inline(types_result: dict, case: str) -> None:
     assert not any(types_result["verdicts"][case]["in_shm"])
 

@@ -82,15 +82,22 @@ def cases() -> dict[str, tuple[Any, pa.Array]]:
     return c
 
 
+REUSED = {"bytearray_reused_small": RAW_SMALL, "bytearray_reused_large": RAW_LARGE}
+"""Sent as a ``bytearray`` that the sender overwrites right after ``send_output`` returns:
+what arrives must be the content at the time of the call."""
+
+
 def expected(name: str) -> pa.Array:
     if name == "raw_ctx_small":
         return _bytes_expected(RAW_SMALL)
     if name == "raw_manual_large":
         return _bytes_expected(RAW_LARGE)
+    if name in REUSED:
+        return _bytes_expected(REUSED[name])
     if name == "metadata":
         return pa.array([0])
     return cases()[name][1]
 
 
 def names() -> list[str]:
-    return [*cases(), "raw_ctx_small", "raw_manual_large", "metadata"]
+    return [*cases(), *REUSED, "raw_ctx_small", "raw_manual_large", "metadata"]
