@@ -3,6 +3,7 @@ RUNNING_DATAFLOW``). Handlers parse and call ``dora_runtime.coordinator``."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from dora_runtime._ws_protocol import DEFAULT_PORT
 _COORD = typer.Option(
     None, "--coordinator", help="ws://HOST:PORT (default: $DORA_COORDINATOR, else `dora up`'s)."
 )
+_MACHINE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 _TOKEN_FILE = typer.Option(None, "--token-file", help="File (mode 0600) holding the token.")
 
 
@@ -97,6 +99,11 @@ def daemon(
     from dora_runtime._ws_protocol import dora_home, find_token
     from dora_runtime.daemon_service import run_daemon
 
+    if not _MACHINE_ID.fullmatch(machine_id):
+        fail(
+            f"--machine-id {machine_id!r}: use letters, digits, '-', '_' and '.', not starting "
+            "with '.' (it names the daemon's state folder and `_unstable_deploy: machine:`)"
+        )
     parsed: dict[str, str] = {}
     for item in labels:
         for part in item.split(","):

@@ -286,6 +286,13 @@ def test_cluster_commands_refuse_bad_input_in_one_line(cluster: Cluster) -> None
         f"error: port {taken} on 127.0.0.1 is already in use (another coordinator, or another "
         "program); choose another with --port"
     )
+    for bad in ("arm/left", "../up", ".hidden"):
+        res = cluster.dora("daemon", "--machine-id", bad, check=False)
+        assert res.returncode == 1
+        assert res.stderr.strip() == (
+            f"error: --machine-id {bad!r}: use letters, digits, '-', '_' and '.', not starting "
+            "with '.' (it names the daemon's state folder and `_unstable_deploy: machine:`)"
+        )
     cluster.daemon("local")
     cluster.wait_daemons("local")
     cluster.dora("start", str(cluster.write(TALKER)), "--name", "t")
