@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from collections import deque
@@ -95,6 +96,17 @@ def _env_seconds(name: str, default: float) -> float:
     return value
 
 
+def _stdout_to_devnull() -> None:
+    """Point fd 1 at /dev/null: what is still buffered for a closed pipe, and what is
+    printed after, goes nowhere instead of raising again (at exit too)."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
 def node_list(ids: list[str]) -> str:
     """``node `a``` or ``nodes `a`, `b```, for messages naming nodes."""
     return ("node " if len(ids) == 1 else "nodes ") + ", ".join(f"`{i}`" for i in ids)
@@ -137,7 +149,8 @@ class Daemon:
         self.grace_s = grace_s
         self.lockstep = lockstep
         self.feeders = set(feeders or ())
-        self.printer = printer
+        self._output_closed = False
+        self.printer = self._guard_output(printer)
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -659,6 +672,26 @@ class Daemon:
     def _say(self, line: str) -> None:
         self.printer("dora", line)
 
+    def _guard_output(self, printer: Printer) -> Printer:
+        """``printer``, surviving its reader going away (``dora run ... | head -1``).
+
+        The first broken pipe silences every later line and stops the dataflow as Ctrl-C
+        does, as a Unix tool stops when nobody reads it any more. Unguarded, the error
+        escaped from whichever task printed (the one sending STOP, say), and the run never
+        ended."""
+
+        def guarded(source: str, line: str) -> None:
+            if self._output_closed:
+                return
+            try:
+                printer(source, line)
+            except BrokenPipeError:
+                self._output_closed = True
+                _stdout_to_devnull()
+                self.request_stop()
+
+        return guarded
+
     # -- teardown ------------------------------------------------------------------------
 
     async def _cleanup(self) -> None:
@@ -777,8 +810,8 @@ def install_interrupt_handlers(daemon: Daemon) -> list[int]:
         if presses == 1:
             daemon.request_stop()
         else:
-            daemon.printer("dora", "second interrupt: killing every node now")
             daemon.kill_now()
+            daemon.printer("dora", "second interrupt: killing every node now")
 
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -120,3 +120,51 @@ def test_run_lists_every_problem_like_validate(tmp_path: Path) -> None:
     lines = run.stderr.strip().splitlines()
     assert len(lines) >= 3 and all(line.startswith(f"{df}:") for line in lines[:-1])
     assert lines[-1] == f"error: {len(lines) - 1} problems found in {df}"
+
+
+TICKER = """
+import os
+from dora import Node
+
+node = Node()
+for event in node:
+    if event["type"] == "INPUT":
+        print("tick", flush=True)
+    elif event["type"] == "STOP":
+        with open(os.environ["STOPPED"], "w") as f:
+            f.write(event["id"])
+"""
+
+
+def test_run_stops_when_nobody_reads_its_output_any_more(tmp_path: Path) -> None:
+    """``dora run ... | head -1``: the reader goes away, the dataflow stops as on Ctrl-C."""
+    (tmp_path / "ticker.py").write_text(TICKER)
+    df = tmp_path / "df.yml"
+    df.write_text(
+        "nodes:\n  - id: ticker\n    path: ticker.py\n"
+        "    inputs: {tick: dora/timer/millis/50}\n"
+        f"    env: {{STOPPED: '{tmp_path / 'stopped'}'}}\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dora_cli.main", "run", str(df), "--stop-after", "120s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert "tick" in proc.stdout.readline()  # type: ignore[union-attr]
+        proc.stdout.close()  # type: ignore[union-attr]
+        rc = proc.wait(timeout=30)  # it hung until SIGKILL
+        err = proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert rc == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert (tmp_path / "stopped").read_text() == "MANUAL"
