@@ -251,6 +251,13 @@ class FieldReader:
                 f"{where}: source must be `<node>/<output>` or a timer, got {show(source)}",
             )
             return None
+        if source.startswith("dora/") and not source.startswith("dora/timer/"):
+            self.add(
+                source_node,
+                f"{where}: built-in source `{source}` is not supported by dora-py; its "
+                f"built-in sources are timers ({TIMER_FORMS})",
+            )
+            return None
         if source.startswith("dora/"):  # reserved for built-in sources, timers only so far
             try:
                 parse_timer(source)

@@ -10,7 +10,12 @@ from __future__ import annotations
 import math
 import re
 
-TIMER_FORMS = "dora/timer/millis/<N>, dora/timer/secs/<N> or dora/timer/hz/<N> with N > 0"
+TIMER_FORMS = (
+    "dora/timer/millis/<N>, dora/timer/secs/<N>, dora/timer/micros/<N>, dora/timer/nanos/<N> "
+    "or dora/timer/hz/<N> with N > 0"
+)
+_INT_UNIT_NS = {"millis": 1_000_000, "micros": 1_000, "nanos": 1}
+"""Units whose count is an integer, as in dora-rs: nanoseconds per unit."""
 
 _INT = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -37,9 +42,10 @@ _NS_PER_S = 1_000_000_000
 def parse_timer(source: str) -> int:
     """Return the period in nanoseconds of a built-in timer source.
 
-    Accepted forms: ``dora/timer/millis/<N>`` (integer milliseconds, as in dora-rs),
-    ``dora/timer/secs/<N>`` (seconds; dora-rs takes an integer, fractions are accepted here) and
-    ``dora/timer/hz/<N>`` (frequency in hertz, integer or decimal). ``N`` must be > 0.
+    Accepted forms: ``dora/timer/millis/<N>``, ``dora/timer/micros/<N>`` and
+    ``dora/timer/nanos/<N>`` (integers, as in dora-rs), ``dora/timer/secs/<N>`` (seconds; dora-rs
+    takes an integer, fractions are accepted here) and ``dora/timer/hz/<N>`` (frequency in
+    hertz, integer or decimal). ``N`` must be > 0.
 
     Raises ``ValueError`` with a one-line message naming the source and the accepted forms.
     """
@@ -48,10 +54,10 @@ def parse_timer(source: str) -> int:
     if len(parts) != 4 or parts[0] != "dora" or parts[1] != "timer":
         raise malformed
     unit, number = parts[2], parts[3]
-    if unit == "millis":
+    if unit in _INT_UNIT_NS:
         if not _INT.fullmatch(number) or int(number) == 0:
             raise malformed
-        return int(number) * 1_000_000
+        return int(number) * _INT_UNIT_NS[unit]
     if unit not in ("secs", "hz") or not _DECIMAL.fullmatch(number):
         raise malformed
     value = float(number)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dora_runtime._timer import TIMER_FORMS as FORMS
 from dora_runtime._timer import parse_duration_s, parse_timer
 from dora_runtime.descriptor import Descriptor, load_descriptor
 from dora_runtime.errors import DescriptorError
@@ -518,8 +519,7 @@ def test_input_errors(tmp_path: Path) -> None:
         (
             13,
             "input `bare` of node `planner`: source 'camera' is not `<node>/<output>`; write e.g. "
-            "`camera/image` or a timer (dora/timer/millis/<N>, dora/timer/secs/<N> or "
-            "dora/timer/hz/<N> with N > 0)",
+            f"`camera/image` or a timer ({FORMS})",
         ),
         (14, "input `q0` of node `planner`: queue_size must be an integer >= 1, got 0 (int)"),
         (15, "input `qs` of node `planner`: queue_size must be an integer >= 1, got '3'"),
@@ -536,8 +536,8 @@ def test_input_errors(tmp_path: Path) -> None:
         ),
         (
             19,
-            "input `none` of node `planner`: malformed timer `dora/none`: expected "
-            "dora/timer/millis/<N>, dora/timer/secs/<N> or dora/timer/hz/<N> with N > 0",
+            "input `none` of node `planner`: built-in source `dora/none` is not supported by "
+            f"dora-py; its built-in sources are timers ({FORMS})",
         ),
     ]
 
@@ -608,6 +608,8 @@ def test_every_problem_is_reported_at_once_sorted_by_line(tmp_path: Path) -> Non
         ("dora/timer/hz/10", 100_000_000),
         ("dora/timer/hz/2.5", 400_000_000),
         ("dora/timer/hz/3", 333_333_333),
+        ("dora/timer/micros/500", 500_000),
+        ("dora/timer/nanos/1000000", 1_000_000),
     ],
 )
 def test_timer_periods(source: str, ns: int) -> None:
@@ -628,14 +630,20 @@ def test_timer_periods(source: str, ns: int) -> None:
         "dora/timer/millis",
         "dora/timer/millis/5/x",
         "dora/timer/millis/",
+        "dora/timer/micros/0",
+        "dora/timer/nanos/1.5",
     ],
 )
 def test_malformed_timers(source: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_timer(source)
-    assert str(info.value) == (
-        f"malformed timer `{source}`: expected dora/timer/millis/<N>, dora/timer/secs/<N> "
-        "or dora/timer/hz/<N> with N > 0"
+    assert str(info.value) == f"malformed timer `{source}`: expected {FORMS}"
+
+
+def test_timer_forms_name_every_unit() -> None:
+    assert FORMS == (
+        "dora/timer/millis/<N>, dora/timer/secs/<N>, dora/timer/micros/<N>, "
+        "dora/timer/nanos/<N> or dora/timer/hz/<N> with N > 0"
     )
 
 
