@@ -228,7 +228,10 @@ class _Parser(FieldReader):
         for key in sorted(OPERATOR_KEYS & items.keys()):
             self.add(
                 items[key][0],
-                f"{label}: operators are not supported by dora-py (found `{key}:`); "
+                f"{label}: the legacy `custom:` node form is not supported by dora-py; move "
+                "its `source` to `path:` (and its `args`, `inputs`, `outputs` up a level)"
+                if key == "custom"
+                else f"{label}: operators are not supported by dora-py (found `{key}:`); "
                 "turn the operator into a node with `path:`",
             )
         path, resolved = self.path(label, node, items, node_id)

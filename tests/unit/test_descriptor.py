@@ -323,13 +323,22 @@ def test_dora_rs_keys_we_ignore_are_accepted(tmp_path: Path) -> None:
 # -- node errors -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["operator", "operators", "custom"])
+@pytest.mark.parametrize("key", ["operator", "operators"])
 def test_operators_are_refused_clearly(tmp_path: Path, key: str) -> None:
     line, msg = one_problem(tmp_path, f"nodes:\n  - id: op\n    {key}:\n      python: op.py\n")
     assert line == 3
     assert msg == (
         f"node 'op': operators are not supported by dora-py (found `{key}:`); "
         "turn the operator into a node with `path:`"
+    )
+
+
+def test_legacy_custom_node_form_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    line, msg = one_problem(tmp_path, "nodes:\n  - id: c\n    custom:\n      source: c.py\n")
+    assert line == 3
+    assert msg == (
+        "node 'c': the legacy `custom:` node form is not supported by dora-py; move its "
+        "`source` to `path:` (and its `args`, `inputs`, `outputs` up a level)"
     )
 
 
