@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from dora_cli import (
+    build_cmd,
     cluster_cmds,
     new_cmd,
     record_cmd,
@@ -48,6 +49,7 @@ def _main(
 
 
 run_cmd.register(app)
+build_cmd.register(app)
 replay_cmd.register(app)
 cluster_cmds.register(app)
 validate_cmd.register(app)
