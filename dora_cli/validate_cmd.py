@@ -29,3 +29,5 @@ def validate(
         raise typer.Exit(1) from None
     n = len(descriptor.nodes)
     typer.echo(f"OK: {dataflow} ({n} node{'s' if n != 1 else ''})")
+    for note in descriptor.ignored_outputs():
+        typer.echo(f"note: {note}")

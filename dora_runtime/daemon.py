@@ -190,6 +190,8 @@ class Daemon:
     async def run(self, stop_after_s: float | None = None) -> DataflowResult:
         for name in clean_stale_runs():
             self._say(f"removed {name}, left by a dora run that was killed")
+        for note in self.descriptor.ignored_outputs():
+            self._say(note)
         (self.run_dir / "daemon.pid").write_text(str(os.getpid()))
         server = await asyncio.start_unix_server(
             self._on_control, path=str(self.run_dir / "daemon.sock")

@@ -110,6 +110,17 @@ class Descriptor:
                 return n
         raise KeyError(node_id)
 
+    def ignored_outputs(self) -> list[str]:
+        """One note per dora-rs key that would make dora-rs send something dora-py does not
+        (``send_stdout_as``, ``send_logs_as``): its receivers would wait for nothing."""
+        return [
+            f"node `{n.id}`: `{key}` is not supported by dora-py; nothing is sent on "
+            f"`{n.id}/{n.raw[key]}`"
+            for n in self.nodes
+            for key in ("send_stdout_as", "send_logs_as")
+            if key in n.raw
+        ]
+
     def subscribers(self, node_id: str, output_id: str) -> list[tuple[NodeSpec, InputSpec]]:
         """Every (node, input) fed by ``node_id/output_id``."""
         source = f"{node_id}/{output_id}"

@@ -43,6 +43,24 @@ def test_validate_ok(tmp_path: Path) -> None:
     assert r.stdout.startswith("OK:") and "2 nodes" in r.stdout
 
 
+def test_send_stdout_as_is_noted_by_validate_and_run(tmp_path: Path) -> None:
+    """dora-rs would send the node's stdout lines on `a/stdout`; dora-py says it will not."""
+    (tmp_path / "a.py").write_text("from dora import Node\nNode()\nprint('hello')\n")
+    df = tmp_path / "df.yml"
+    df.write_text(
+        "nodes:\n"
+        "  - id: a\n    path: a.py\n    outputs: [stdout]\n    send_stdout_as: stdout\n"
+        "  - id: b\n    path: a.py\n    inputs:\n      x: a/stdout\n"
+    )
+    note = "node `a`: `send_stdout_as` is not supported by dora-py; nothing is sent on `a/stdout`"
+    r = dora("validate", str(df))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1:] == [f"note: {note}"]
+    r = dora("run", str(df), "--stop-after", "20s")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert note in r.stdout and "hello" in r.stdout
+
+
 def test_validate_lists_every_problem_with_its_line(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("")
     df = tmp_path / "df.yml"
