@@ -284,7 +284,9 @@ class Daemon:
             state.proc = await asyncio.create_subprocess_exec(
                 *command,
                 stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                # one pipe for both: lines come out in the order the node wrote them (a
+                # `print` and a `node.log_info` after it, or a traceback after the last print)
+                stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
                 env=node_env(spec, cfg.to_json()),
                 cwd=str(self.descriptor.base_dir),
@@ -371,21 +373,19 @@ class Daemon:
     async def _wait_exit(self, state: NodeState, proc: asyncio.subprocess.Process) -> int:
         """Pump the node's output until it exits; returns its exit code.
 
-        A grandchild the node started may keep the node's stdout/stderr open after the node
-        exited, and on Python 3.11 ``Process.wait()`` also waits for the pipes. So the exit is
-        watched on its own; then what is already in the pipes is read for a moment, and the rest
-        is left to the group kill at cleanup.
+        A grandchild the node started may keep the node's output pipe (stdout and stderr) open
+        after the node exited, and on Python 3.11 ``Process.wait()`` also waits for the pipe. So
+        the exit is watched on its own; then what is already in the pipe is read for a moment,
+        and the rest is left to the group kill at cleanup.
         """
-        pumps = asyncio.gather(
-            self._pump_stream(state, proc.stdout), self._pump_stream(state, proc.stderr)
-        )
+        pump = asyncio.ensure_future(self._pump_stream(state, proc.stdout))
         exited = asyncio.create_task(_exit_code(proc))
-        done, _ = await asyncio.wait({pumps, exited}, return_when=asyncio.FIRST_COMPLETED)
-        if pumps in done:
+        done, _ = await asyncio.wait({pump, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if pump in done:
             exited.cancel()
             return await proc.wait()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(pumps, timeout=_DRAIN_AFTER_EXIT_S)
+            await asyncio.wait_for(pump, timeout=_DRAIN_AFTER_EXIT_S)
         return exited.result()
 
     async def _pump_stream(self, state: NodeState, stream: asyncio.StreamReader | None) -> None:

@@ -168,3 +168,25 @@ def test_run_stops_when_nobody_reads_its_output_any_more(tmp_path: Path) -> None
     assert rc == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     assert (tmp_path / "stopped").read_text() == "MANUAL"
+
+
+def test_prints_logs_and_tracebacks_keep_the_order_the_node_wrote_them(tmp_path: Path) -> None:
+    (tmp_path / "talker.py").write_text(
+        "from dora import Node\n"
+        "node = Node()\n"
+        "for i in range(100):\n"
+        "    print(f'print {i}')\n"
+        "    node.log_info(f'log {i}')\n"
+        "raise SystemExit('the end')\n"
+    )
+    df = tmp_path / "df.yml"
+    df.write_text("nodes:\n  - id: talker\n    path: talker.py\n")
+    r = dora("run", str(df))
+    assert r.returncode == 1  # SystemExit with a message exits 1
+    lines = [
+        line.split("|", 1)[1].strip()
+        for line in r.stdout.splitlines()
+        if line.split("|", 1)[0].strip() == "talker"
+    ]
+    expected = [x for i in range(100) for x in (f"print {i}", f"INFO log {i}")] + ["the end"]
+    assert lines[: len(expected)] == expected, r.stdout
