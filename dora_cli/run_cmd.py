@@ -45,6 +45,12 @@ def run(
         help="Replace the --record file (and the parts of an earlier split recording of that "
         "name) if it already exists.",
     ),
+    uv: bool = typer.Option(
+        False,
+        "--uv",
+        help="Accepted as in dora-rs (`dora run --uv`); .py nodes always run with this "
+        "environment's Python, where `dora build --uv` installs when it is active.",
+    ),
 ) -> None:
     """Run a dataflow until every node has exited (or Ctrl-C / --stop-after).
 

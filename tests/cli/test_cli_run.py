@@ -51,8 +51,18 @@ def test_dora_script_help_lists_the_verbs() -> None:
 def test_dora_run_help_documents_its_options() -> None:
     r = dora("run", "--help")
     assert r.returncode == 0, r.stderr
-    for option in ("--stop-after", "--log-dir", "--grace", "dataflow"):
+    for option in ("--stop-after", "--log-dir", "--grace", "--uv", "dataflow"):
         assert option in r.stdout
+
+
+def test_run_accepts_dora_rs_uv_flag(tmp_path: Path) -> None:
+    """Upstream READMEs say `dora run dataflow.yml --uv`: the nodes run as without it."""
+    (tmp_path / "a.py").write_text("from dora import Node\nNode()\nprint('ran')\n")
+    df = tmp_path / "df.yml"
+    df.write_text("nodes:\n  - id: a\n    path: a.py\n")
+    r = dora("run", str(df), "--uv")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ran" in r.stdout
 
 
 def test_missing_dataflow_file(tmp_path: Path) -> None:
