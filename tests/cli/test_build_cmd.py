@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from _dora_cli import dora, dora_popen
 
-REPO = Path(__file__).resolve().parents[2]
 PY = shlex.quote(sys.executable)
 
 # One build line: appends "tag|cwd|MINE|TOP|FLAG" to log.txt (relative: in the working directory).
@@ -26,23 +26,6 @@ LOG_LINE = (
 
 def log_line(tag: str) -> str:
     return LOG_LINE.replace("{tag}", tag)
-
-
-def dora(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    full = dict(os.environ)
-    full["PYTHONPATH"] = str(REPO) + os.pathsep + full.get("PYTHONPATH", "")
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "dora_cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=full,
-        start_new_session=True,
-    )
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess[str], expected: str) -> None:
@@ -259,16 +242,7 @@ def test_ctrl_c_kills_the_running_command_and_what_it_started(tmp_path: Path) ->
         f"nodes:\n  - id: a\n    path: a.py\n    build: |\n      {PY} stubborn.py\n"
         f"      {log_line('never')}\n",
     )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dora_cli.main", "build", str(df)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
+    proc = dora_popen("build", str(df))
     try:
         deadline = time.monotonic() + 30
         while not (tmp_path / "pids").exists():

@@ -8,25 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from _dora_cli import REPO, dora, dora_popen
 
-REPO = Path(__file__).resolve().parents[2]
 DORA_SCRIPT = Path(sys.executable).parent / "dora"
-
-
-def dora(
-    *args: str, cwd: Path | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(
-        [sys.executable, "-m", "dora_cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-    )
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess[str], *expected: str) -> None:
@@ -155,16 +139,7 @@ def test_run_stops_when_nobody_reads_its_output_any_more(tmp_path: Path) -> None
         "    inputs: {tick: dora/timer/millis/50}\n"
         f"    env: {{STOPPED: '{tmp_path / 'stopped'}'}}\n"
     )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dora_cli.main", "run", str(df), "--stop-after", "120s"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
+    proc = dora_popen("run", str(df), "--stop-after", "120s")
     try:
         assert "tick" in proc.stdout.readline()  # type: ignore[union-attr]
         proc.stdout.close()  # type: ignore[union-attr]

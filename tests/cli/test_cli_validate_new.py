@@ -3,30 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from _dora_cli import REPO, dora
+
 NODES = REPO / "tests" / "integration" / "nodes"
-
-
-def dora(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    full = dict(os.environ)
-    full["PYTHONPATH"] = str(REPO) + os.pathsep + full.get("PYTHONPATH", "")
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "dora_cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=full,
-        start_new_session=True,
-    )
 
 
 def test_validate_ok(tmp_path: Path) -> None:
