@@ -43,6 +43,9 @@ class Progress:
     def __init__(self, mode: str, *, periodic: bool = True) -> None:
         self.mode = mode
         self.periodic = periodic
+        #: nobody reads stdout any more (``dora replay ... | head``): nothing more is printed,
+        #: and the replay stops as on Ctrl-C
+        self.output_closed = False
         self._live: Any = None
         self._last_plain = 0.0
         self._last: Snapshot | None = None
@@ -66,7 +69,18 @@ class Progress:
         if self._live is not None:
             self._live.console.print(line, markup=False, highlight=False)
         else:
+            self._plain(line)
+
+    def _plain(self, line: str) -> None:
+        if self.output_closed:
+            return
+        try:
             print(line, flush=True)
+        except BrokenPipeError:
+            from dora_runtime.daemon import stdout_to_devnull
+
+            self.output_closed = True
+            stdout_to_devnull()
 
     def update(self, snap: Snapshot) -> None:
         self._last = snap
@@ -76,7 +90,7 @@ class Progress:
             now = time.monotonic()
             if now - self._last_plain >= _PLAIN_EVERY_S:
                 self._last_plain = now
-                print(snap.line(), flush=True)
+                self._plain(snap.line())
 
     @staticmethod
     def _render(snap: Snapshot) -> Any:
@@ -102,4 +116,4 @@ class Progress:
                 self._live.update(self._render(self._last))
             self._live.stop()
         elif self.mode == "plain" and self._last is not None:
-            print(self._last.line(), flush=True)
+            self._plain(self._last.line())

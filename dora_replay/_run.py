@@ -262,6 +262,9 @@ class Run:
                 if not self.loop:
                     self.progress.print(f"replay: timeout after {timeout_s:g} s, stopping")
                 self._timed_out = True
+            if not stop_sent and self.progress.output_closed:  # `dora replay ... | head`
+                daemon.request_stop()
+                stop_sent = True
             self._stopping = stop_sent
             self.progress.update(self._snapshot(nodes))
             with contextlib.suppress(asyncio.TimeoutError):

@@ -96,7 +96,7 @@ def _env_seconds(name: str, default: float) -> float:
     return value
 
 
-def _stdout_to_devnull() -> None:
+def stdout_to_devnull() -> None:
     """Point fd 1 at /dev/null: what is still buffered for a closed pipe, and what is
     printed after, goes nowhere instead of raising again (at exit too)."""
     try:
@@ -689,7 +689,7 @@ class Daemon:
                 printer(source, line)
             except BrokenPipeError:
                 self._output_closed = True
-                _stdout_to_devnull()
+                stdout_to_devnull()
                 self.request_stop()
 
         return guarded

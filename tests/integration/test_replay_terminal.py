@@ -114,3 +114,36 @@ def test_step_prompt_is_not_pushed_away_by_the_status_line(project: Path, tmp_pa
     assert all(line.startswith(("next: ", "  ")) for line in between), between
     # the keys are typed then Enter: the prompt says so
     assert "  Enter: send · c+Enter: continue without stepping · q+Enter: stop" in between
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_replay_stops_quietly_when_nobody_reads_its_output(
+    project: Path, tmp_path: Path, quiet: bool
+) -> None:
+    """``dora replay ... | head -1``: the first write after the reader left (a status line, a
+    node line) stops the replay as Ctrl-C would, with no traceback."""
+    args = ["replay", "golden/run.dora", "--speed", "0.1", "--log-dir", str(tmp_path / "logs")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dora_cli.main", *args, *(["-q"] if quiet else [])],
+        cwd=project,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline()  # the first status line
+        proc.stdout.close()
+        started = time.monotonic()
+        proc.wait(timeout=30)  # a 1 s recording at 0.1x would take 10 s
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert time.monotonic() - started < 8, "it ran to the end instead of stopping"
