@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import glob
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 _PART = re.compile(r"^(?P<base>.+)_(?P<n>\d{3})\.dora$")  # split parts: run_001.dora, run_002...
 _MAGIC = set("*?[")
@@ -24,7 +27,8 @@ class Selection:
 def expand(args: list[str], root: Path) -> Selection:
     """Files, folders (every ``*.dora`` below them) and globs (``**`` allowed), relative to
     ``root`` (pytest's invocation folder). A split recording's later parts are read with its
-    first part, so they are not recordings of their own."""
+    first part, so they are not recordings of their own. A path that does not exist is a
+    golden to create if it names a ``.dora`` file; anything else is a ``pytest.UsageError``."""
     sel = Selection()
     found: dict[Path, None] = {}
     for arg in args:
@@ -36,7 +40,17 @@ def expand(args: list[str], root: Path) -> Selection:
             hits = sorted(path.rglob("*.dora"))
         elif path.exists():
             hits = [path]
-        else:
+        elif "::" in arg:
+            raise pytest.UsageError(
+                f"--dora-replay {arg}: --dora-replay takes recordings, not test items; select "
+                f"a channel with `pytest {arg}` (or -k)"
+            )
+        elif arg.endswith(("/", os.sep)) or path.suffix != ".dora":
+            raise pytest.UsageError(
+                f"--dora-replay {arg}: no such file or folder; a golden recording's name ends "
+                "in .dora (e.g. golden/run1.dora), and a folder must exist"
+            )
+        else:  # a golden to be recorded (``--dora-update-golden`` makes it)
             sel.missing.append(path.resolve())
             continue
         hits = [h for h in hits if not _later_part(h)]

@@ -162,6 +162,27 @@ def test_missing_golden_gives_the_command_to_create_it(project) -> None:
     assert "set `dataflow = " in out
 
 
+@pytest.mark.parametrize(
+    ("arg", "why"),
+    [
+        ("nonexist/", "no such file or folder; a golden recording's name ends in .dora"),
+        ("nonexist", "no such file or folder; a golden recording's name ends in .dora"),
+        (
+            "golden/run1.dora::planner/target",
+            "--dora-replay takes recordings, not test items; select a channel with "
+            "`pytest golden/run1.dora::planner/target` (or -k)",
+        ),
+    ],
+)
+def test_a_missing_path_that_is_no_golden_name_is_a_usage_error(project, arg: str, why: str):
+    """Only a missing ``*.dora`` path is a golden to create; ``--dora-update-golden`` used to
+    record ``nonexist/`` as a file named ``nonexist`` that no later run could collect."""
+    result = project.run("--dora-replay", arg, "--dora-update-golden")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--dora-replay {arg}: {why}" in result.stderr.str()
+    assert not (project.pytester.path / "nonexist").exists()
+
+
 @pytest.mark.slow
 def test_missing_golden_is_made_by_update(project) -> None:
     project.pyproject(
