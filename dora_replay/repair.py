@@ -30,9 +30,16 @@ class RepairReport:
     unknown_loss: bool = False
     had_footer: bool = False
     problems: list[Problem] = field(default_factory=list)
+    intact: bool = False
+    """Nothing to repair: the file was left as it is (a repair in place only)."""
 
     def summary(self) -> str:
         """One line for humans."""
+        if self.intact:
+            return (
+                f"{self.source} is intact (every chunk checks out and its index is in place): "
+                "nothing to repair, the file is left as it is"
+            )
         lost = []
         if any(p.kind == "truncated" for p in self.problems):
             lost.append("what was recorded after the cut (the file was cut off)")
@@ -70,6 +77,11 @@ def repair(
     try:
         report.had_footer = _has_tail(src)
         intact = [_intact(src.pread(e.size, e.offset)) for e in src.chunks]
+        if output is None and not src.problems and all(intact) and _index_complete(src):
+            report.intact = True  # rewriting it would only stamp "repaired" on a good file
+            report.chunks_recovered = len(src.chunks)
+            report.messages_recovered = sum(e.meta.message_count for e in src.chunks)
+            return report
         with replacing(target) as out:
             _copy(src, _marked(src, intact), intact, out, report, progress)
     finally:
@@ -146,6 +158,20 @@ def _copy(
 
 def _has_tail(src: PartFile) -> bool:
     return PartFile(src.path).has_footer if src.size else False
+
+
+def _index_complete(src: PartFile) -> bool:
+    """Whether ``src`` (scanned) has a sound footer that indexes every chunk the scan found."""
+    indexed = PartFile(src.path)
+    try:
+        return (
+            indexed.has_footer
+            and not indexed.footer_damaged
+            and not indexed.problems
+            and len(indexed.chunks) == len(src.chunks)
+        )
+    finally:
+        indexed.close()
 
 
 def _intact(frame: bytes) -> bool:

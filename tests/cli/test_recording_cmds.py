@@ -149,6 +149,21 @@ def test_repair_command(app: typer.Typer, rec: Path) -> None:
         assert fixed.clean and fixed.message_count == 75
 
 
+def test_repair_leaves_an_intact_file_as_it_is(app: typer.Typer, rec: Path) -> None:
+    """A golden under version control stays byte-identical: no "repaired" stamp on a good file."""
+    from dora_replay.repair import repair
+
+    before = rec.read_bytes()
+    r = CliRunner().invoke(app, ["repair", str(rec)])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip() == (
+        f"{rec} is intact (every chunk checks out and its index is in place): nothing to "
+        "repair, the file is left as it is"
+    )
+    assert repair(rec, rec).intact  # -o naming the file itself: the same
+    assert rec.read_bytes() == before
+
+
 def test_cli_module_does_not_import_pyarrow() -> None:
     code = "import sys, dora_cli.recording_cmds; print('pyarrow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
