@@ -163,7 +163,9 @@ class ReplayResult:
         read whole (a damaged recording checks less than it claims)."""
         if self.ok and not self.damaged:
             return
-        raise AssertionError(f"{self.report()}\n\nreproduce with:\n  {self.command}")
+        # the CLI fails as this did only with --assert (the pytest items' command has it too)
+        command = self.command if " --assert" in self.command else f"{self.command} --assert"
+        raise AssertionError(f"{self.report()}\n\nreproduce with:\n  {command}")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -105,6 +105,7 @@ def test_changed_detector_is_caught_with_a_precise_report(robot: Path, tmp_path:
     text = str(info.value)
     assert "detector/bboxes message #0" in text
     assert "reproduce with:" in text and f"--replace detector={new}" in text
+    assert text.rstrip().endswith(" --assert")  # the CLI then fails as this did
 
 
 def test_change_within_tolerance_passes(robot: Path, tmp_path: Path) -> None:
