@@ -55,6 +55,8 @@ def check_output(
     if folder:
         if out.exists() and not out.is_dir():
             raise OutputRefusedError(out, "is a file; name a folder for the output")
+        if not out.exists() and not out.parent.is_dir():  # as for a file: the parent must exist
+            raise OutputRefusedError(out, f"cannot be written: folder {out.parent} does not exist")
         if out.is_dir() and any(out.iterdir()) and not overwrite:
             raise OutputRefusedError(
                 out,

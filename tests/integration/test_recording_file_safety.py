@@ -178,6 +178,13 @@ def test_export_import_and_repair_refuse_to_replace_existing_files(tmp_path: Pat
     r = run_dora("export", str(run), "-f", "parquet", "-o", str(pq_dir), "--overwrite")
     assert r.returncode == 0, r.stderr
     assert (pq_dir / "cam" / "x.parquet").exists() and not stale.exists() and mine.exists()
+    # a missing parent folder: refused for parquet as for mcap, nothing created
+    for fmt, name in (("parquet", "pq"), ("mcap", "run.mcap")):
+        out = tmp_path / "missing" / name
+        r = run_dora("export", str(run), "-f", fmt, "-o", str(out))
+        assert r.returncode == 1
+        assert one_error_line(r.stderr).endswith(f"folder {tmp_path / 'missing'} does not exist")
+    assert not (tmp_path / "missing").exists()
 
     # import: the MCAP written above back into an existing .dora
     mcap = tmp_path / "run.mcap"
