@@ -131,7 +131,7 @@ def info(
     rows = [
         (
             c.name,
-            str(c.message_count - c.lost_messages),
+            str(c.readable_messages),
             f"{c.rate_hz:.1f}",
             human_size(c.data_bytes),
             human_size(c.compressed_bytes),

@@ -229,14 +229,14 @@ class PartFile:
         if end > self.size:
             if pre.opcode == OP_FOOTER:  # a cut-off footer loses no message
                 return self.size
-            lost = None
+            lost = name = None
             what = "file ends inside a frame"
             if pre.opcode == OP_CHUNK and len(meta) >= CHUNK_META_SIZE:
                 m = ChunkMeta.decode(meta)
                 lost = m.message_count
                 name = self._name(m.channel_id)
                 what = f"file ends inside a chunk of {name} ({lost} messages)"
-            self._lost(pre.offset, self.size - pre.offset, "truncated", what, lost)
+            self._lost(pre.offset, self.size - pre.offset, "truncated", what, lost, name)
             return self.size
         if pre.opcode == OP_CHUNK:
             try:
@@ -270,8 +270,16 @@ class PartFile:
         ch = self.channels.get(channel_id)
         return ch.name if ch else f"channel #{channel_id}"
 
-    def _lost(self, offset: int, n: int, kind: str, what: str, messages: int | None = None) -> None:
-        self.problems.append(Problem(self.path, offset, kind, what, messages, n))
+    def _lost(
+        self,
+        offset: int,
+        n: int,
+        kind: str,
+        what: str,
+        messages: int | None = None,
+        channel: str | None = None,
+    ) -> None:
+        self.problems.append(Problem(self.path, offset, kind, what, messages, n, channel))
 
     def _resync(self, pos: int) -> int:
         """Offset of the next frame whose head checks out (or the end of the file)."""

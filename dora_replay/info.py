@@ -16,8 +16,9 @@ from dora_replay._recording import open as open_recording
 @dataclass(slots=True)
 class ChannelSummary:
     """Per-channel statistics; sizes in bytes, rate in Hz, times in ns since the Unix epoch.
-    ``message_count`` counts the messages of the chunks in the index, ``lost_messages`` those of
-    them that could not be read (a chunk that fails its CRC or does not decode)."""
+    ``message_count`` counts the messages of the chunks in the index, ``readable_messages``
+    those that can be read, ``lost_messages`` those known lost: in indexed chunks that fail
+    their CRC or do not decode, and in a chunk cut off at the end of a file (not indexed)."""
 
     name: str
     message_count: int
@@ -29,6 +30,7 @@ class ChannelSummary:
     first_log_time_ns: int | None
     last_log_time_ns: int | None
     lost_messages: int = 0
+    readable_messages: int = 0
 
 
 @dataclass(slots=True)
@@ -126,6 +128,10 @@ def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
         if readable is None:
             readable = {c.name: c.message_count for c in chans}
         problems = rec.problems
+        cut_off: dict[str, int] = {}  # channel -> messages of a chunk the file ends inside
+        for p in problems:
+            if p.kind == "truncated" and p.channel is not None and p.lost_messages:
+                cut_off[p.channel] = cut_off.get(p.channel, 0) + p.lost_messages
         return RecordingInfo(
             paths=[str(p) for p in rec.paths],
             format_version=rec.header.format_version,
@@ -153,9 +159,15 @@ def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
                     c.drops,
                     c.first_log_time_ns,
                     c.last_log_time_ns,
-                    c.message_count - readable[c.name],
+                    c.message_count - readable[c.name] + cut_off.get(c.name, 0),
+                    readable[c.name],
                 )
                 for c in chans
+            ]
+            + [  # a channel whose only chunk was cut off is not in the index at all
+                ChannelSummary(name, 0, 0.0, 0, 0, [], 0, None, None, lost, 0)
+                for name, lost in sorted(cut_off.items())
+                if name not in rec.channels
             ],
             problems=[str(p) for p in problems],
             lost_messages=sum(p.lost_messages or 0 for p in problems),

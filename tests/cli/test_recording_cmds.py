@@ -92,6 +92,27 @@ def test_info_reports_corruption_without_failing(app: typer.Typer, rec: Path) ->
     assert result.exit_code == 0 and doc["lost_messages"] > 0 and "CRC" in doc["problems"][0]
 
 
+def test_info_counts_a_cut_off_chunk_against_its_channel(
+    app: typer.Typer, rec: Path, tmp_path: Path
+) -> None:
+    with dora_replay.open(rec) as r:
+        last = max(r.parts[0].chunks, key=lambda e: e.offset)
+        name, count = r.parts[0].channels[last.meta.channel_id].name, last.meta.message_count
+    cut = tmp_path / "cut.dora"
+    cut.write_bytes(rec.read_bytes()[: last.offset + last.size // 2])  # a crash inside it
+    doc = json.loads(CliRunner().invoke(app, ["info", str(cut), "--json"]).output)
+    chans = {c["name"]: c for c in doc["channels"]}
+    assert chans[name]["lost_messages"] == count == doc["lost_messages"]
+    assert sum(c["readable_messages"] for c in chans.values()) == doc["readable_messages"]
+    assert [d["channel"] for d in doc["damage"]] == [name]
+    text = CliRunner().invoke(app, ["info", str(cut)]).output
+    header = next(line for line in text.splitlines() if line.startswith("channel"))
+    row = next(line for line in text.splitlines() if line.startswith(name))
+    assert "lost" in header.split()
+    # nothing of the channel is left, so no Arrow type either: the lost count ends the row
+    assert row.split()[1] == "0" and row.split()[-1] == str(count), text
+
+
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
