@@ -189,6 +189,9 @@ def replay(
         sched = _schedule(rec, plan, window, recorded_all, lockstep)
         warnings = list(rec.warnings) + list(plan.warnings) + [p.message for p in rec.problems]
         with tempfile.TemporaryDirectory(prefix="dora-replay-") as tmp:
+            # a replay killed with -9 leaves this folder: the next dora run or replay removes
+            # it, as it removes a killed daemon's run folder (``clean_stale_runs``)
+            Path(tmp, "daemon.pid").write_text(str(os.getpid()))
             run = Run(
                 rec,
                 plan,

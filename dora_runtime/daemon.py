@@ -189,7 +189,7 @@ class Daemon:
 
     async def run(self, stop_after_s: float | None = None) -> DataflowResult:
         for name in clean_stale_runs():
-            self._say(f"removed {name}, left by a dora run that was killed")
+            self._say(f"removed {name}, left by a dora process that was killed")
         for note in self.descriptor.ignored_outputs():
             self._say(note)
         (self.run_dir / "daemon.pid").write_text(str(os.getpid()))
@@ -780,7 +780,8 @@ async def _exit_code(proc: asyncio.subprocess.Process) -> int:
 
 def clean_stale_runs(tmp_dir: str | None = None) -> list[str]:
     """Remove run folders and shared-memory segments of daemons that died without cleaning up
-    (``kill -9`` of ``dora run``). Returns what was removed."""
+    (``kill -9`` of ``dora run``, ``dora record`` or ``dora replay``, whose own folder holds a
+    ``daemon.pid`` too). Returns what was removed."""
     removed: list[str] = []
     base = Path(tmp_dir or tempfile.gettempdir())
     for pid_file in base.glob("dora-*/daemon.pid"):

@@ -147,3 +147,42 @@ def test_replay_stops_quietly_when_nobody_reads_its_output(
             proc.stderr.close()
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     assert time.monotonic() - started < 8, "it ran to the end instead of stopping"
+
+
+def test_a_replay_killed_with_sigkill_leaves_nothing_after_the_next_replay(
+    project: Path, tmp_path: Path
+) -> None:
+    """CI jobs get killed on timeout: the replay's own folder (control socket, capture) goes
+    with the daemon's run folder at the next dora command, not never."""
+    tmp = Path(os.environ["TMPDIR"])  # this test's own (conftest); tempfile caches another
+    before = set(tmp.glob("dora-*"))
+    args = ["replay", "golden/run.dora", "--speed", "0.1", "--log-dir", str(tmp_path / "logs")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dora_cli.main", *args],
+        cwd=project,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not any(p.name.startswith("dora-replay-") for p in set(tmp.glob("dora-*")) - before):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)  # the nodes are up
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+    left = set(tmp.glob("dora-*")) - before
+    assert any(p.name.startswith("dora-replay-") for p in left)
+    r = subprocess.run(
+        [sys.executable, "-m", "dora_cli.main", *args[:2], "--speed", "0", "-q"],
+        cwd=project,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (left & set(tmp.glob("dora-*"))), "still there after the next replay"

@@ -215,5 +215,5 @@ nodes:
 """
     )
     assert r.returncode == 0, r.output
-    assert "left by a dora run that was killed" in r.stdout
+    assert "left by a dora process that was killed" in r.stdout
     assert _existing(segments) == []
