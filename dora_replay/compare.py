@@ -85,6 +85,9 @@ class ChannelComparison:
     replayed_count: int = 0
     matched: int = 0
     unpaired: int = 0
+    not_reproduced: int = 0
+    """Recorded outputs with no replayed counterpart while inputs were dropped on their way
+    (queue full, ``--speed`` above 0): not counted as missing."""
     skipped: int = 0
     skip_reason: str = SKIP_REASON
     unpaired_reason: str = UNPAIRED_REASON
@@ -101,8 +104,9 @@ class ChannelComparison:
         return sum(d.kind == kind for d in self.differences)
 
     def summary(self) -> str:
-        """One line: matched (or differing, missing, extra), skipped and unpaired counts; the
-        counts add up to ``recorded_count``."""
+        """One line: matched (or differing, missing, extra), skipped, unpaired and not
+        reproduced counts; matched, differing, missing, not reproduced and skipped add up to
+        ``recorded_count``."""
         skipped = f", {self.skipped} skipped: {self.skip_reason}" if self.skipped else ""
         if self.ok:
             s = f"{self.channel}: ok ({self.matched} message(s) match"
@@ -117,6 +121,11 @@ class ChannelComparison:
             )
         if self.unpaired:
             s += f"; {self.unpaired} replayed output(s) {self.unpaired_reason}"
+        if self.not_reproduced:
+            s += (
+                f"; {self.not_reproduced} recorded output(s) not reproduced: inputs were "
+                "dropped on the way (queue full)"
+            )
         return s
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +137,7 @@ class ChannelComparison:
             "replayed_count": self.replayed_count,
             "matched": self.matched,
             "unpaired": self.unpaired,
+            "not_reproduced": self.not_reproduced,
             "skipped": self.skipped,
             "skip_reason": self.skip_reason,
             "unpaired_reason": self.unpaired_reason,
@@ -197,7 +207,7 @@ def compare_outputs(
     channels: Iterable[str] | None = None,
     seq_maps: dict[str, list[int]] | None = None,
     window: tuple[int | None, int | None] = (None, None),
-    dropping_nodes: Iterable[str] = (),
+    dropping_nodes: Iterable[str] | dict[str, str] = (),
     skip_reason: str = SKIP_REASON,
     unpaired_reason: str = UNPAIRED_REASON,
 ) -> Comparison:
@@ -207,8 +217,9 @@ def compare_outputs(
     compare (default: every recorded channel that is not a fed one); ``seq_maps``: per channel
     the feeders sent, the recorded seq of each message they sent, in order; ``window``: recorded
     log times (ns since the epoch) that were replayed, for outputs without a usable cause;
-    ``dropping_nodes``: nodes whose inputs dropped messages during the replay (their missing
-    outputs are noted, not counted); ``skip_reason``: why recorded outputs whose inputs were
+    ``dropping_nodes``: nodes whose inputs dropped messages during the replay, or that are
+    downstream of one (their missing outputs are counted as ``not_reproduced``, not as missing);
+    a dict gives each one's note, else a note says the node dropped inputs; ``skip_reason``: why recorded outputs whose inputs were
     not replayed are left out (``ChannelComparison.skipped``), as the report words it;
     ``unpaired_reason``: what the report says of replayed outputs with no recorded counterpart
     that do not count as extra (``ChannelComparison.unpaired``), e.g.
@@ -218,7 +229,11 @@ def compare_outputs(
     seq_maps = seq_maps or {}
     wanted = list(channels) if channels is not None else [c for c in recorded if c not in seq_maps]
     aligner = Aligner(recorded, replayed, seq_maps, window)
-    dropping = set(dropping_nodes)
+    dropping = (
+        dict(dropping_nodes)
+        if isinstance(dropping_nodes, dict)
+        else {n: dropped_note(n) for n in dropping_nodes}
+    )
     result = Comparison()
     for channel in cause_order(wanted, recorded):
         result.channels[channel] = _compare_channel(channel, aligner, tol, dropping)
@@ -231,8 +246,18 @@ def compare_outputs(
     return result
 
 
+def dropped_note(node: str, upstream: str | None = None) -> str:
+    """The note on the channels of ``node`` when inputs were dropped during a replay: by
+    ``node`` itself, or (``upstream``) by a node it depends on."""
+    who = f"node `{node}`" if upstream is None else f"node `{upstream}`, upstream of `{node}`,"
+    return (
+        f"{who} dropped inputs during the replay (queue full); recorded outputs they would "
+        "have led to are not counted as missing. Replay with --speed 0 for an exact comparison."
+    )
+
+
 def _compare_channel(
-    channel: str, aligner: Aligner, tols: Tolerances, dropping: set[str]
+    channel: str, aligner: Aligner, tols: Tolerances, dropping: dict[str, str]
 ) -> ChannelComparison:
     tol = tols.for_channel(channel)
     rec = aligner.recorded.get(channel, [])
@@ -249,7 +274,7 @@ def _compare_channel(
                 cc.differences.append(d)
         elif i is not None:
             if node in dropping:
-                cc.unpaired += 1
+                cc.not_reproduced += 1
                 continue
             cc.differences.append(
                 Difference(
@@ -277,10 +302,7 @@ def _compare_channel(
     cc.skipped = len(rec) - len(aligner.rec_in_scope.get(channel, ()))
     cc.max_abs, cc.max_rel = errors.max_abs, errors.max_rel
     if node in dropping:
-        cc.notes.append(
-            f"node `{node}` dropped inputs during the replay (queue full); outputs for dropped "
-            "inputs are not counted as missing. Replay with --speed 0 for an exact comparison."
-        )
+        cc.notes.append(dropping[node])
     if not rec and rep:
         cc.notes.append("the recording has no message on this channel")
     return cc

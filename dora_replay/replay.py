@@ -34,6 +34,7 @@ from dora_replay.compare import (
     DAMAGED_UNPAIRED_REASON,
     UNPAIRED_REASON,
     compare_outputs,
+    dropped_note,
     read_channels,
 )
 from dora_replay.tolerances import Tolerances, as_tolerances
@@ -89,6 +90,21 @@ def _schedule(
                     k = keys[src]
                     k[seq] = min(k.get(seq, m.publish_time_ns - 1), m.publish_time_ns - 1)
     return Schedule(seq_maps, origin, total, count, dict(keys))
+
+
+def _with_downstream(desc: Any, dropping: set[str], live: list[str]) -> dict[str, str]:
+    """The note for each live node that dropped inputs, and for each live node fed (directly or
+    through others) by one: a message dropped upstream is an output missing downstream too."""
+    notes = {n: dropped_note(n) for n in sorted(dropping)}
+    frontier = [(n, n) for n in sorted(dropping)]
+    while frontier:
+        node, origin = frontier.pop(0)
+        for output in desc.node(node).outputs:
+            for sub, _ in desc.subscribers(node, output):
+                if sub.id in live and sub.id not in notes:
+                    notes[sub.id] = dropped_note(sub.id, origin)
+                    frontier.append((sub.id, origin))
+    return notes
 
 
 def _command(path: Any, **opts: Any) -> str:
@@ -213,7 +229,9 @@ def replay(
     finally:
         rec.close()
     replayed, failures, drops, log_path, timed_out = outcome
-    dropping = {k.split("/", 1)[0] for k in drops if k.split("/", 1)[0] in plan.live}
+    dropping = _with_downstream(
+        desc, {k.split("/", 1)[0] for k in drops if k.split("/", 1)[0] in plan.live}, plan.live
+    )
     stopped = run.controller.stopped_by_user
     seq_maps, compared_window = sched.seq_maps, window
     if stopped:

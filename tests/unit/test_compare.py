@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from dora_replay import Message, Tolerances
-from dora_replay.compare import compare_outputs
+from dora_replay.compare import compare_outputs, dropped_note
 from dora_replay.tolerances import (
     Tolerance,
     ToleranceError,
@@ -118,6 +118,41 @@ def test_alignment_by_cause_translates_feeder_and_live_seqs() -> None:
         assert cmp.channels[c].unpaired == 1  # frame 11: not handled in the recording
 
 
+def test_outputs_lost_to_dropped_inputs_are_not_reproduced_downstream_too() -> None:
+    """At ``--speed`` > 0 the detector dropped frame 1 (queue full): neither its box nor the
+    planner's target for it exist in the replay. Both are "not reproduced", not missing, and
+    not "replayed outputs for inputs the recording did not handle"."""
+    rec = {
+        "det/boxes": [msg("det/boxes", boxes(i), i, f"cam/image#{i}") for i in range(3)],
+        "plan/t": [msg("plan/t", [float(i)], i, f"det/boxes#{i}") for i in range(3)],
+    }
+    rep = {
+        "det/boxes": [
+            msg("det/boxes", boxes(v), k, f"cam/image#{v}") for k, v in enumerate((0, 2))
+        ],
+        "plan/t": [msg("plan/t", [float(v)], k, f"det/boxes#{k}") for k, v in enumerate((0, 2))],
+    }
+    seq_maps = {"cam/image": [0, 1, 2]}
+    notes = {"det": dropped_note("det"), "plan": dropped_note("plan", "det")}
+    cmp = compare_outputs(rec, rep, seq_maps=seq_maps, dropping_nodes=notes)
+    assert cmp.ok, cmp.report()
+    for c in ("det/boxes", "plan/t"):
+        cc = cmp.channels[c]
+        assert (cc.matched, cc.not_reproduced, cc.unpaired) == (2, 1, 0)
+        assert cc.summary().endswith(
+            "; 1 recorded output(s) not reproduced: inputs were dropped on the way (queue full)"
+        )
+        assert cc.to_dict()["not_reproduced"] == 1
+    assert cmp.channels["plan/t"].notes == [
+        "node `det`, upstream of `plan`, dropped inputs during the replay (queue full); recorded "
+        "outputs they would have led to are not counted as missing. Replay with --speed 0 for "
+        "an exact comparison."
+    ]
+    # only the dropping node itself excused: the planner's output is missing
+    cmp = compare_outputs(rec, rep, seq_maps=seq_maps, dropping_nodes={"det"})
+    assert cmp.channels["det/boxes"].ok and cmp.channels["plan/t"].count("missing") == 1
+
+
 def test_missing_and_extra_outputs() -> None:
     rec = {"d/o": [msg("d/o", [i], i, f"s/x#{i}") for i in range(3)]}
     rep = {
@@ -182,3 +217,26 @@ def test_bad_toml(tmp_path: Path) -> None:
     with pytest.raises(ToleranceError, match="invalid TOML"):
         load_tolerances(f)
     assert Tolerances().for_channel("a/b").exact
+
+
+def test_dropping_reaches_every_live_node_downstream(tmp_path: Path) -> None:
+    from dora_replay.replay import _with_downstream
+    from dora_runtime.descriptor import load_descriptor
+
+    df = tmp_path / "df.yml"
+    df.write_text(
+        "nodes:\n"
+        "  - {id: cam, path: dora-echo, outputs: [image]}\n"
+        "  - {id: det, path: dora-echo, inputs: {i: cam/image}, outputs: [boxes]}\n"
+        "  - {id: plan, path: dora-echo, inputs: {b: det/boxes}, outputs: [t]}\n"
+        "  - {id: ctrl, path: dora-echo, inputs: {t: plan/t}, outputs: [cmd]}\n"
+        "  - {id: logger, path: dora-echo, inputs: {i: cam/image}}\n"
+    )
+    desc = load_descriptor(df, defer_missing_files=True)
+    notes = _with_downstream(desc, {"det"}, ["det", "plan", "ctrl", "logger"])
+    assert notes == {
+        "det": dropped_note("det"),
+        "plan": dropped_note("plan", "det"),
+        "ctrl": dropped_note("ctrl", "det"),
+    }
+    assert _with_downstream(desc, {"det"}, ["det", "ctrl"]) == {"det": dropped_note("det")}
