@@ -26,7 +26,8 @@ StepPrompt = Callable[[str], Awaitable[bool]]
 class Controller:
     """Serves the feeders of one replay. ``sent``/``t_ns``: per feeder, messages sent and the
     recorded time (ns from the replay origin) of the last one; ``sent_per_channel``: what the
-    feeders that finished sent, per channel; ``stopped_by_user``: ``q`` was answered to a step."""
+    feeders that finished sent, per channel; ``complete``: the feeders that sent their whole
+    schedule; ``stopped_by_user``: ``q`` was answered to a step."""
 
     def __init__(self, path: str, feeders: set[str], step: StepPrompt | None = None) -> None:
         self.path = path
@@ -37,6 +38,7 @@ class Controller:
         self.t_ns: dict[str, int] = {f: 0 for f in feeders}
         self.done: set[str] = set()
         self.sent_per_channel: dict[str, int] = {}
+        self.complete: set[str] = set()  # feeders that sent their whole schedule
         self.stopped_by_user = False
         self.lateness_ns: list[int] = []
         self.started = False
@@ -56,6 +58,12 @@ class Controller:
     @property
     def all_hello(self) -> bool:
         return set(self.writers) >= self.feeders
+
+    @property
+    def cut_short(self) -> bool:
+        """A feeder did not send its whole schedule: the replay was stopped (``q``, Ctrl-C,
+        ``--stop-after``, nobody reading its output) or a feeder died."""
+        return self.started and not self.complete >= self.feeders
 
     @property
     def messages_sent(self) -> int:
@@ -96,6 +104,8 @@ class Controller:
                     self.done.add(msg["done"])
                     self.sent[msg["done"]] = msg["sent"]
                     self.sent_per_channel.update(msg.get("per_channel", {}))
+                    if msg.get("complete"):
+                        self.complete.add(msg["done"])
                     self.lateness_ns.extend(msg.get("lateness_ns", []))
 
     async def _ask(self, desc: str) -> bool:

@@ -80,6 +80,7 @@ class Feeder:
         self.node = Node()
         self.ctl = _Control(opts.control)
         self.stopped = False
+        self.complete = False  # sent its whole schedule (a replay stopped early did not)
         self.lateness_ns: list[int] = []
         self.sent = 0
         self.per_channel: dict[str, int] = dict.fromkeys(opts.channels, 0)
@@ -171,6 +172,8 @@ class Feeder:
                         self.ctl.send(sent=self.sent, t=offset + n_pass * o.period_ns)
                         if self.check_stop():
                             break
+                else:
+                    self.complete = True  # every message of the pass was sent
                 n_pass += 1
                 if not o.loop:
                     break
@@ -179,6 +182,7 @@ class Feeder:
             self.ctl.send(
                 done=self.node.id,
                 sent=self.sent,
+                complete=self.complete,
                 per_channel=self.per_channel,
                 lateness_ns=self.lateness_ns,
             )

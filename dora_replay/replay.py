@@ -233,8 +233,9 @@ def replay(
         desc, {k.split("/", 1)[0] for k in drops if k.split("/", 1)[0] in plan.live}, plan.live
     )
     stopped = run.controller.stopped_by_user
+    cut = not loop and run.controller.cut_short  # stopped before every message was sent
     seq_maps, compared_window = sched.seq_maps, window
-    if stopped:
+    if stopped or cut:
         seq_maps, compared_window = _up_to_stop(sched, window, run.controller)
     comparison = compare_outputs(
         {c: recorded_all[c] for c in plan.compared},
@@ -244,7 +245,7 @@ def replay(
         seq_maps=seq_maps,
         window=compared_window,
         dropping_nodes=dropping,
-        skip_reason=_skip_reason(window, plan, damaged, stopped),
+        skip_reason=_skip_reason(window, plan, damaged, stopped, cut),
         unpaired_reason=DAMAGED_UNPAIRED_REASON if damaged else UNPAIRED_REASON,
     )
     for channel, reason in plan.absent.items():
@@ -282,9 +283,9 @@ def replay(
 def _up_to_stop(
     sched: Schedule, window: tuple[int | None, int | None], controller: Controller
 ) -> tuple[dict[str, list[int]], tuple[int | None, int | None]]:
-    """What a replay stopped with ``q`` covered: per fed channel the seqs actually sent, and
-    the window cut at the recorded time of the last message sent (for outputs without a usable
-    cause), so only the outputs of what was sent are compared."""
+    """What a replay stopped early (``q``, a timeout, Ctrl-C) covered: per fed channel the seqs
+    actually sent, and the window cut at the recorded time of the last message sent (for
+    outputs without a usable cause), so only the outputs of what was sent are compared."""
     sent = controller.sent_per_channel
     seq_maps = {c: seqs[: sent.get(c, 0)] for c, seqs in sched.seq_maps.items()}
     end = sched.origin_ns + controller.recorded_time_ns + 1
@@ -292,7 +293,11 @@ def _up_to_stop(
 
 
 def _skip_reason(
-    window: tuple[int | None, int | None], plan: ReplayPlan, damaged: bool, stopped: bool
+    window: tuple[int | None, int | None],
+    plan: ReplayPlan,
+    damaged: bool,
+    stopped: bool,
+    cut: bool = False,
 ) -> str:
     """Why recorded outputs may be left out of the comparison: their inputs were not fed."""
     why = [
@@ -302,6 +307,7 @@ def _skip_reason(
             ("not sent, see --channels", bool(plan.unsent)),
             ("lost from the damaged recording", damaged),
             ("stopped by user", stopped),
+            ("the replay stopped before they were sent", cut and not stopped),
         )
         if applies
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import textwrap
 from pathlib import Path
@@ -236,17 +237,26 @@ def test_golden_update_keeps_the_recorded_times(robot: Path, tmp_path: Path) -> 
 
 def test_a_lockstep_replay_held_by_a_node_names_it(robot: Path, tmp_path: Path) -> None:
     """A live node that never asks for input holds a lockstep replay: the replay says which
-    node it waits for (in the status, once after 10 s, and in the timeout failure)."""
-    stuck = tmp_path / "stuck.py"
-    stuck.write_text("import time\nfrom dora import Node\nnode = Node()\ntime.sleep(13)\n")
+    node it waits for (in the status, once after 10 s, and in the timeout failure), and the
+    nodes upstream of it are not blamed for the frames that were never sent."""
+    stuck = tmp_path / "stuck.py"  # takes a few inputs, then hangs inside its loop
+    stuck.write_text(
+        "import time\nfrom dora import Node\nnode = Node()\n"
+        "for i, event in enumerate(node):\n    if i == 40:\n        time.sleep(13)\n"
+    )
     r = _dora(
-        "replay", str(robot), "--speed", "0", "--replace", f"detector={stuck}", "-q",
+        "replay", str(robot), "--speed", "0", "--replace", f"planner={stuck}", "-q",
         "--stop-after", "11s", "--log-dir", str(tmp_path / "logs"), cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "detector busy (the replay waits for it)" in r.stdout, r.stdout
-    assert "s for node `detector`: a lockstep replay goes on only once every live node" in r.stdout
+    assert "planner busy (the replay waits for it)" in r.stdout, r.stdout
+    assert "s for node `planner`: a lockstep replay goes on only once every live node" in r.stdout
     assert "FAILED: the replay did not finish within 11 s (it was waiting for node " in r.stdout
+    bboxes = next(line for line in r.stdout.splitlines() if "detector/bboxes:" in line)
+    assert re.search(r"detector/bboxes: ok \([1-9]\d* message\(s\) match, ", bboxes), r.stdout
+    assert "skipped: their inputs were not replayed (the replay stopped before they were sent)" in (
+        bboxes
+    )
 
 
 def test_inputs_lost_to_damage_are_named_beside_the_differences_they_cause(
