@@ -104,6 +104,7 @@ class ReplayResult:
     stopped_by_user: bool = False
     problems: list[Problem] = field(default_factory=list)
     recording: Path | None = None  #: the replayed file, as given
+    replaced: dict[str, str] = field(default_factory=dict)  #: node -> the file it ran, as given
 
     @property
     def ok(self) -> bool:
@@ -138,9 +139,13 @@ class ReplayResult:
         )
 
     def report(self) -> str:
+        live = [
+            f"{n} (replaced by {self.replaced[n]})" if n in self.replaced else n
+            for n in self.live_nodes
+        ]
         lines = [
             f"replayed nodes: {', '.join(self.replayed_nodes) or '(none)'}; "
-            f"live nodes: {', '.join(self.live_nodes) or '(none)'}; "
+            f"live nodes: {', '.join(live) or '(none)'}; "
             f"{self.messages_sent} message(s) sent",
         ]
         lines += [f"note: {n}" for n in self.notes]
@@ -173,6 +178,7 @@ class ReplayResult:
             "command": self.command,
             "replayed_nodes": self.replayed_nodes,
             "live_nodes": self.live_nodes,
+            "replaced": self.replaced,
             "messages_sent": self.messages_sent,
             "failures": self.failures,
             "warnings": self.warnings,

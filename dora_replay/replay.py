@@ -277,6 +277,7 @@ def replay(
         stopped_by_user=stopped,
         problems=problems,
         recording=Path(path),
+        replaced=dict(replace or {}),
     )
 
 

@@ -106,6 +106,8 @@ def test_changed_detector_is_caught_with_a_precise_report(robot: Path, tmp_path:
     text = str(info.value)
     assert "detector/bboxes message #0" in text
     assert "reproduce with:" in text and f"--replace detector={new}" in text
+    assert f"live nodes: detector (replaced by {new}), planner, controller;" in text
+    assert result.to_dict()["replaced"] == {"detector": str(new)}
     assert text.rstrip().endswith(" --assert")  # the CLI then fails as this did
 
 
