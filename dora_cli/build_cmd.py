@@ -187,16 +187,16 @@ def _run_one(step: BuildStep, cwd: Path) -> int:
         ) from None
     try:
         return proc.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated) as e:
         _stop(proc)
+        how = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated"
         typer.secho(
-            f"interrupted: build of node `{step.node_id}` stopped (`{step.display}`)",
+            f"{how}: build of node `{step.node_id}` stopped (`{step.display}`)",
             fg="red",
             err=True,
         )
-        raise typer.Exit(130) from None
-    except _Terminated:
-        _stop(proc)
+        if isinstance(e, KeyboardInterrupt):
+            raise typer.Exit(130) from None
         raise
 
 

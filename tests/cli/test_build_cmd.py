@@ -235,7 +235,13 @@ time.sleep(120)
 """
 
 
-def test_ctrl_c_kills_the_running_command_and_what_it_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "how"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_ctrl_c_kills_the_running_command_and_what_it_started(
+    tmp_path: Path, sig: int, code: int, how: str
+) -> None:
     (tmp_path / "stubborn.py").write_text(STUBBORN)
     df = write_dataflow(
         tmp_path,
@@ -250,17 +256,15 @@ def test_ctrl_c_kills_the_running_command_and_what_it_started(tmp_path: Path) ->
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == code, out + err
     assert "Traceback" not in out + err
-    assert err.strip().splitlines() == [
-        f"interrupted: build of node `a` stopped (`{PY} stubborn.py`)"
-    ]
+    assert err.strip().splitlines() == [f"{how}: build of node `a` stopped (`{PY} stubborn.py`)"]
     for pid in pids:
         assert not _alive(pid), f"build process {pid} outlived dora build"
     assert not (tmp_path / "log.txt").exists()
