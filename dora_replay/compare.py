@@ -218,9 +218,10 @@ def compare_outputs(
     the feeders sent, the recorded seq of each message they sent, in order; ``window``: recorded
     log times (ns since the epoch) that were replayed, for outputs without a usable cause;
     ``dropping_nodes``: nodes whose inputs dropped messages during the replay, or that are
-    downstream of one (their missing outputs are counted as ``not_reproduced``, not as missing);
-    a dict gives each one's note, else a note says the node dropped inputs; ``skip_reason``: why recorded outputs whose inputs were
-    not replayed are left out (``ChannelComparison.skipped``), as the report words it;
+    downstream of one (their missing outputs are counted as ``not_reproduced``, not as
+    missing); a dict gives each one's note, else a note says the node dropped inputs;
+    ``skip_reason``: why recorded outputs whose inputs were not replayed are left out
+    (``ChannelComparison.skipped``), as the report words it;
     ``unpaired_reason``: what the report says of replayed outputs with no recorded counterpart
     that do not count as extra (``ChannelComparison.unpaired``), e.g.
     :data:`DAMAGED_UNPAIRED_REASON` when the recording lost messages.
