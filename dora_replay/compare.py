@@ -71,7 +71,10 @@ class Difference:
         lines.append(f"    replayed: {self.replayed}")
         lines += [f"    {c}" for c in self.changes]
         if self.max_abs is not None and self.max_abs > 0:
-            lines.append(f"    max abs error {self.max_abs:.6g}, max rel error {self.max_rel:.6g}")
+            lines.append(
+                f"    in this message: max abs error {self.max_abs:.6g}, "
+                f"max rel error {self.max_rel:.6g}"
+            )
         return "\n".join(lines)
 
 

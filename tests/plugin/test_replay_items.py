@@ -82,7 +82,7 @@ def test_failure_names_channel_message_values_and_commands(project) -> None:
     assert "first difference: message #1 (cause source/value#1): value differs" in section
     assert "expected: [3.0, 1.5]" in section
     assert "got:      [3.5, 1.75]" in section
-    assert "max abs error 0.5" in section
+    assert "in this message: max abs error 0.5" in section
     assert (
         "reproduce: dora replay golden/run.dora --speed 0 --replace scale=scale_v2.py --assert"
         in section
