@@ -96,6 +96,11 @@ def _env_seconds(name: str, default: float) -> float:
     return value
 
 
+_TIMER_BUFFER_MAX = 1 << 16
+"""Bytes of timer ticks queued towards a node that does not read them, beyond which ticks are
+not queued (a stuck node would otherwise grow the daemon's memory without bound)."""
+
+
 def stdout_to_devnull() -> None:
     """Point fd 1 at /dev/null: what is still buffered for a closed pipe, and what is
     printed after, goes nowhere instead of raising again (at exit too)."""
@@ -587,18 +592,26 @@ class Daemon:
             writers.append(w)
         self._timer_writers.extend(writers)
         start = time.monotonic_ns()
-        seq = 0
+        tick = sent = 0
         while writers and not self._stopping:
-            seq += 1
-            delay = (start + seq * period_ns - time.monotonic_ns()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
-            frame = _framing.encode(["M", seq - 1, time.time_ns(), None, {}, "n"])
+            tick += 1
+            now = time.monotonic_ns()
+            due = start + tick * period_ns
+            if due > now:
+                await asyncio.sleep((due - now) / 1e9)
+            else:
+                # Behind (a period shorter than one tick takes, `dora/timer/nanos/1`): skip the
+                # ticks already past, as a missed deadline cannot be caught up, and let the
+                # loop run: never yielding here starved signals, STOP and --stop-after.
+                tick += (now - due) // period_ns
+                await asyncio.sleep(0)
+            frame = _framing.encode(["M", sent, time.time_ns(), None, {}, "n"])
+            sent += 1
             for w in list(writers):
                 if w.is_closing():
                     writers.remove(w)
-                    continue
-                w.write(frame)
+                elif w.transport.get_write_buffer_size() < _TIMER_BUFFER_MAX:
+                    w.write(frame)  # else the node is not reading: this tick is not queued
 
     async def _stop_on_request(self, stop_after_s: float | None) -> None:
         if stop_after_s is not None:

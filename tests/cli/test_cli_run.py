@@ -175,3 +175,25 @@ def test_prints_logs_and_tracebacks_keep_the_order_the_node_wrote_them(tmp_path:
     ]
     expected = [x for i in range(100) for x in (f"print {i}", f"INFO log {i}")] + ["the end"]
     assert lines[: len(expected)] == expected, r.stdout
+
+
+@pytest.mark.parametrize("timer", ["dora/timer/nanos/1", "dora/timer/micros/1"])
+def test_a_timer_faster_than_the_daemon_can_tick_does_not_hang_the_run(
+    tmp_path: Path, timer: str
+) -> None:
+    """A period shorter than one tick takes: the timer goes as fast as it can, and STOP,
+    --stop-after and signals still work (the daemon's loop used to spin without yielding)."""
+    (tmp_path / "count.py").write_text(
+        "import os\nfrom dora import Node\nn = 0\n"
+        "for event in Node():\n"
+        "    if event['type'] == 'INPUT':\n        n += 1\n"
+        "with open(os.environ['COUNT'], 'w') as f:\n    f.write(str(n))\n"
+    )
+    df = tmp_path / "df.yml"
+    df.write_text(
+        f"nodes:\n  - id: count\n    path: count.py\n    inputs: {{t: {timer}}}\n"
+        f"    env: {{COUNT: '{tmp_path / 'count'}'}}\n"
+    )
+    r = dora("run", str(df), "--stop-after", "2s", timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert int((tmp_path / "count").read_text()) > 100
