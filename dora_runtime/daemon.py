@@ -196,7 +196,7 @@ class Daemon:
         for name in clean_stale_runs():
             self._say(f"removed {name}, left by a dora process that was killed")
         for note in self.descriptor.ignored_outputs():
-            self._say(note)
+            self._say(f"note: {note}")
         (self.run_dir / "daemon.pid").write_text(str(os.getpid()))
         server = await asyncio.start_unix_server(
             self._on_control, path=str(self.run_dir / "daemon.sock")

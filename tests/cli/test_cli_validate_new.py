@@ -39,7 +39,7 @@ def test_send_stdout_as_is_noted_by_validate_and_run(tmp_path: Path) -> None:
     assert r.stdout.splitlines()[1:] == [f"note: {note}"]
     r = dora("run", str(df), "--stop-after", "20s")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert note in r.stdout and "hello" in r.stdout
+    assert f"note: {note}" in r.stdout and "hello" in r.stdout
 
 
 def test_validate_lists_every_problem_with_its_line(tmp_path: Path) -> None:
