@@ -59,14 +59,14 @@ def build(
     except DescriptorError as e:
         print_problems(e)
         raise typer.Exit(1) from None
-    if uv and shutil.which("uv") is None:
-        fail("--uv: `uv` is not on PATH; install uv (https://docs.astral.sh/uv/) or drop --uv")
     if not any(node.build is not None for node in descriptor.nodes):
         typer.echo("nothing to build: no node has a build: field")
         return
     start = time.monotonic()
     try:
         steps = plan(descriptor, uv=uv)
+        if any(step.argv[0] == "uv" for step in steps) and shutil.which("uv") is None:
+            fail("--uv: `uv` is not on PATH; install uv (https://docs.astral.sh/uv/) or drop --uv")
         run_steps(steps, cwd=descriptor.base_dir)
     except BuildError as e:
         fail(str(e))

@@ -168,10 +168,12 @@ def info(
         console.print(f"[red]lost:[/] {escape(d.text)}", highlight=False)
     if rec.damage:
         files = list(dict.fromkeys(d.path for d in rec.damage))
+        timed = any(d.first_log_time_ns is not None for d in rec.damage)
         console.print(
-            f"[red]{_lost(rec)} message(s) lost[/] (times in seconds from the start above); "
-            f"`dora record repair {files[0] if len(files) == 1 else 'FILE'}` rewrites a damaged "
-            "file with a fresh index and keeps everything readable",
+            f"[red]{_lost(rec)} message(s) lost[/]"
+            + (" (times in seconds from the start above); " if timed else "; ")
+            + f"`dora record repair {files[0] if len(files) == 1 else 'FILE'}` rewrites a "
+            "damaged file with a fresh index and keeps everything readable",
             highlight=False,
         )
 

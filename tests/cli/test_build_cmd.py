@@ -149,8 +149,11 @@ def test_a_node_with_git_is_skipped_with_a_warning(tmp_path: Path) -> None:
 
 
 def test_uv_absent_from_path_fails_before_running_anything(tmp_path: Path) -> None:
+    """Only when a pip line would run as `uv pip`: a build without one does not need uv."""
     df = write_dataflow(
-        tmp_path, f"nodes:\n  - id: a\n    path: a.py\n    build: {log_line('a1')}\n"
+        tmp_path,
+        f"nodes:\n  - id: a\n    path: a.py\n    build: |\n      {log_line('a1')}\n"
+        "      pip install nothing-here\n",
     )
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
@@ -160,6 +163,12 @@ def test_uv_absent_from_path_fails_before_running_anything(tmp_path: Path) -> No
         "error: --uv: `uv` is not on PATH; install uv (https://docs.astral.sh/uv/) or drop --uv",
     )
     assert not (tmp_path / "log.txt").exists()
+    no_pip = write_dataflow(
+        tmp_path, f"nodes:\n  - id: a\n    path: a.py\n    build: {log_line('a1')}\n"
+    )
+    r = dora("build", str(no_pip), "--uv", env={"PATH": str(empty_bin)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "log.txt").exists()
 
 
 def test_uv_runs_pip_lines_as_uv_pip(tmp_path: Path) -> None:
