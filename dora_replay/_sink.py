@@ -52,11 +52,11 @@ def check_output(
             raise OutputRefusedError(
                 out, "is the file being read; write the output to another name"
             )
+    if not out.parent.is_dir():  # a file or a folder to create: where it goes must exist
+        raise OutputRefusedError(out, f"cannot be written: folder {out.parent} does not exist")
     if folder:
         if out.exists() and not out.is_dir():
             raise OutputRefusedError(out, "is a file; name a folder for the output")
-        if not out.exists() and not out.parent.is_dir():  # as for a file: the parent must exist
-            raise OutputRefusedError(out, f"cannot be written: folder {out.parent} does not exist")
         if out.is_dir() and any(out.iterdir()) and not overwrite:
             raise OutputRefusedError(
                 out,
@@ -66,8 +66,6 @@ def check_output(
         return
     if out.is_dir():
         raise OutputRefusedError(out, "is a folder; name a file for the output")
-    if not out.parent.is_dir():
-        raise OutputRefusedError(out, f"cannot be written: folder {out.parent} does not exist")
     why = unwritable(out.parent)
     if why is not None:
         raise OutputRefusedError(
