@@ -251,14 +251,14 @@ class FieldReader:
                 f"{where}: source must be `<node>/<output>` or a timer, got {show(source)}",
             )
             return None
-        if source.startswith("dora/") and not source.startswith("dora/timer/"):
-            self.add(
-                source_node,
-                f"{where}: built-in source `{source}` is not supported by dora-py; its "
-                f"built-in sources are timers ({TIMER_FORMS})",
-            )
-            return None
         if source.startswith("dora/"):  # reserved for built-in sources, timers only so far
+            if not source.startswith("dora/timer/"):  # dora-rs's `dora/logs`, say
+                self.add(
+                    source_node,
+                    f"{where}: built-in source `{source}` is not supported by dora-py; its "
+                    f"built-in sources are timers ({TIMER_FORMS})",
+                )
+                return None
             try:
                 parse_timer(source)
             except ValueError as exc:
