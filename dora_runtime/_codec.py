@@ -131,13 +131,7 @@ def encode_payload(
         return None, ["n"]
     view = _primitive_view(arr)
     if view is not None:
-        name, mv = view
-        n = mv.nbytes
-        if n < inline_below:  # the view itself: msgpack packs it as bin, no extra copy
-            return None, ["p", name, len(arr), mv]
-        region = acquire(n)
-        region.payload(n)[:] = mv
-        return region, ["q", region.name, DATA_OFFSET, n, 0, name, len(arr)]
+        return _encode_primitive(view[0], len(arr), view[1], acquire, inline_below)
     if arr.nbytes < inline_below:
         ipc = _ipc_bytes(arr)
         if len(ipc) < inline_below:
@@ -161,12 +155,24 @@ def encode_bytes(
     ``send_output_raw``'s inline sample), without wrapping it in an Arrow array first: the
     wrapper would be unwrapped again at once, and on a CPU gone cold between messages those
     two pyarrow calls cost tens of microseconds."""
-    n = data.nbytes
-    if n < inline_below:
-        return None, ["p", "uint8", n, data]
+    return _encode_primitive("uint8", data.nbytes, data, acquire, inline_below)
+
+
+def _encode_primitive(
+    name: str,
+    length: int,
+    mv: memoryview,
+    acquire: Callable[[int], Region],
+    inline_below: int,
+) -> tuple[Region | None, list[Any]]:
+    """A primitive array of ``length`` values of type ``name`` whose bytes are ``mv``: inline
+    (kind ``p``) under ``inline_below`` bytes, else copied into a region (kind ``q``)."""
+    n = mv.nbytes
+    if n < inline_below:  # the view itself: msgpack packs it as bin, no extra copy
+        return None, ["p", name, length, mv]
     region = acquire(n)
-    region.payload(n)[:] = data
-    return region, ["q", region.name, DATA_OFFSET, n, 0, "uint8", n]
+    region.payload(n)[:] = mv
+    return region, ["q", region.name, DATA_OFFSET, n, 0, name, length]
 
 
 def write_shm(arr: pa.Array, pool: ShmPool, owners: list[str]) -> tuple[Region, list[Any]]:
