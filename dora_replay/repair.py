@@ -75,9 +75,9 @@ def repair(
     target = Path(output) if output is not None else src.path
     report = RepairReport(src.path, target)
     try:
-        report.had_footer = _has_tail(src)
+        report.had_footer, indexed_whole = _footer_state(src)
         intact = [_intact(src.pread(e.size, e.offset)) for e in src.chunks]
-        if output is None and not src.problems and all(intact) and _index_complete(src):
+        if output is None and not src.problems and all(intact) and indexed_whole:
             report.intact = True  # rewriting it would only stamp "repaired" on a good file
             report.chunks_recovered = len(src.chunks)
             report.messages_recovered = sum(e.meta.message_count for e in src.chunks)
@@ -156,20 +156,20 @@ def _copy(
         raise
 
 
-def _has_tail(src: PartFile) -> bool:
-    return PartFile(src.path).has_footer if src.size else False
-
-
-def _index_complete(src: PartFile) -> bool:
-    """Whether ``src`` (scanned) has a sound footer that indexes every chunk the scan found."""
+def _footer_state(src: PartFile) -> tuple[bool, bool]:
+    """For ``src`` (opened scanning): whether the file has a footer, and whether that footer is
+    sound and indexes every chunk the scan found. The file is opened once more, by its index."""
+    if not src.size:
+        return False, False
     indexed = PartFile(src.path)
     try:
-        return (
+        whole = (
             indexed.has_footer
             and not indexed.footer_damaged
             and not indexed.problems
             and len(indexed.chunks) == len(src.chunks)
         )
+        return indexed.has_footer, whole
     finally:
         indexed.close()
 
