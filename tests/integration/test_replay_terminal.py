@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _cli import REPO
+from _cli import REPO, run_dora
 from _replay_nodes import SCALE, SENSOR, SENSOR_SCALE, record_project
 
 DATAFLOW = SENSOR_SCALE
@@ -116,22 +116,28 @@ def test_step_prompt_is_not_pushed_away_by_the_status_line(project: Path, tmp_pa
     assert "  Enter: send · c+Enter: continue without stepping · q+Enter: stop" in between
 
 
+def _slow_replay(project: Path, tmp_path: Path, output: int, *extra: str) -> subprocess.Popen:
+    """``dora replay golden/run.dora --speed 0.1`` (10 s for the 1 s recording) in a session of
+    its own, stdout and stderr to ``output`` (text when piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "dora_cli.main", "replay", "golden/run.dora", "--speed", "0.1"]
+        + ["--log-dir", str(tmp_path / "logs"), *extra],
+        cwd=project,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=output,
+        stderr=output,
+        text=True,
+        start_new_session=True,
+    )
+
+
 @pytest.mark.parametrize("quiet", [False, True])
 def test_replay_stops_quietly_when_nobody_reads_its_output(
     project: Path, tmp_path: Path, quiet: bool
 ) -> None:
     """``dora replay ... | head -1``: the first write after the reader left (a status line, a
     node line) stops the replay as Ctrl-C would, with no traceback."""
-    args = ["replay", "golden/run.dora", "--speed", "0.1", "--log-dir", str(tmp_path / "logs")]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dora_cli.main", *args, *(["-q"] if quiet else [])],
-        cwd=project,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _slow_replay(project, tmp_path, subprocess.PIPE, *(["-q"] if quiet else []))
     try:
         assert proc.stdout is not None and proc.stderr is not None
         assert proc.stdout.readline()  # the first status line
@@ -156,15 +162,7 @@ def test_a_replay_killed_with_sigkill_leaves_nothing_after_the_next_replay(
     with the daemon's run folder at the next dora command, not never."""
     tmp = Path(os.environ["TMPDIR"])  # this test's own (conftest); tempfile caches another
     before = set(tmp.glob("dora-*"))
-    args = ["replay", "golden/run.dora", "--speed", "0.1", "--log-dir", str(tmp_path / "logs")]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dora_cli.main", *args],
-        cwd=project,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = _slow_replay(project, tmp_path, subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while not any(p.name.startswith("dora-replay-") for p in set(tmp.glob("dora-*")) - before):
@@ -176,13 +174,6 @@ def test_a_replay_killed_with_sigkill_leaves_nothing_after_the_next_replay(
         proc.wait()
     left = set(tmp.glob("dora-*")) - before
     assert any(p.name.startswith("dora-replay-") for p in left)
-    r = subprocess.run(
-        [sys.executable, "-m", "dora_cli.main", *args[:2], "--speed", "0", "-q"],
-        cwd=project,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    r = run_dora("replay", "golden/run.dora", "--speed", "0", "-q", cwd=project)
     assert r.returncode == 0, r.stdout + r.stderr
     assert not (left & set(tmp.glob("dora-*"))), "still there after the next replay"
