@@ -47,17 +47,11 @@ def _runs(seqs: list[int]) -> list[list[int]]:
 
 
 def _timer_reachable(plan: ReplayPlan) -> set[str]:
-    """Live nodes that never run out of input: fed by a timer, directly or through others."""
+    """Nodes that never run out of input: fed by a timer, directly or through others."""
     desc = plan.descriptor
-    found = {n.id for n in desc.nodes if any(i.is_timer for i in n.inputs.values())}
-    changed = True
-    while changed:
-        changed = False
-        for n in desc.nodes:
-            if n.id not in found and any(i.source_node in found for i in n.inputs.values()):
-                found.add(n.id)
-                changed = True
-    return found
+    return set(
+        desc.downstream(n.id for n in desc.nodes if any(i.is_timer for i in n.inputs.values()))
+    )
 
 
 def _log_tail(log_dir: Path, node: str) -> str:

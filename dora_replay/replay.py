@@ -95,16 +95,8 @@ def _schedule(
 def _with_downstream(desc: Any, dropping: set[str], live: list[str]) -> dict[str, str]:
     """The note for each live node that dropped inputs, and for each live node fed (directly or
     through others) by one: a message dropped upstream is an output missing downstream too."""
-    notes = {n: dropped_note(n) for n in sorted(dropping)}
-    frontier = [(n, n) for n in sorted(dropping)]
-    while frontier:
-        node, origin = frontier.pop(0)
-        for output in desc.node(node).outputs:
-            for sub, _ in desc.subscribers(node, output):
-                if sub.id in live and sub.id not in notes:
-                    notes[sub.id] = dropped_note(sub.id, origin)
-                    frontier.append((sub.id, origin))
-    return notes
+    reached = desc.downstream(sorted(dropping), within=set(live))
+    return {n: dropped_note(n, None if origin == n else origin) for n, origin in reached.items()}
 
 
 def _command(path: Any, **opts: Any) -> str:

@@ -6,6 +6,7 @@ classes below are what the rest of the runtime consumes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -120,6 +121,24 @@ class Descriptor:
             for key in ("send_stdout_as", "send_logs_as")
             if key in n.raw
         ]
+
+    def downstream(self, start: Iterable[str], within: set[str] | None = None) -> dict[str, str]:
+        """``start`` and every node fed by one of them, directly or through others (only
+        through nodes in ``within`` when given), each -> the start node it was first reached
+        from (breadth first, in the order of ``start``)."""
+        reached = {n: n for n in start}
+        frontier = list(reached)
+        while frontier:
+            node = frontier.pop(0)
+            for n in self.nodes:
+                if (
+                    n.id not in reached
+                    and (within is None or n.id in within)
+                    and any(i.source_node == node for i in n.inputs.values())
+                ):
+                    reached[n.id] = reached[node]
+                    frontier.append(n.id)
+        return reached
 
     def subscribers(self, node_id: str, output_id: str) -> list[tuple[NodeSpec, InputSpec]]:
         """Every (node, input) fed by ``node_id/output_id``."""
