@@ -36,8 +36,9 @@ class FeederOptions:
     """``paths``: recording parts; ``channels``: what to send; ``start_ns``/``end_ns``: window of
     recorded log times (ns since epoch); ``origin_ns``: recorded time sent at the start;
     ``period_ns``: recorded length of one pass (``loop``); ``speed``: 0 for lockstep;
-    ``order_keys``: JSON file {channel: {seq: ns}} of lockstep order keys; ``spin_s``: busy-wait
-    before each deadline (s); ``control``: the replay's control socket."""
+    ``order_keys``: lockstep, JSON file {channel: {seq: rank}}: the place of each message in
+    the sending order of the whole replay; ``order_span``: how many ranks a pass has;
+    ``spin_s``: busy-wait before each deadline (s); ``control``: the replay's control socket."""
 
     paths: list[str]
     channels: list[str]
@@ -50,6 +51,7 @@ class FeederOptions:
     loop: bool = False
     step: bool = False
     order_keys: str | None = None
+    order_span: int = 0
     spin_s: float = 0.001
 
 
@@ -117,6 +119,30 @@ class Feeder:
                 return False
         return True
 
+    def in_order(self, messages: Any) -> Any:
+        """``(message, rank)`` in sending order. Timed replays send in recorded order (rank 0);
+        lockstep replays by rank, which may put a message of this node before one logged
+        earlier (see ``replay._lockstep_ranks``): this reads ahead only as far as that takes."""
+        if self.opts.speed > 0:
+            for m in messages:
+                yield m, 0
+            return
+        ranks = self.keys
+        mine = sorted(r for c in self.opts.channels for r in ranks.get(c, {}).values())
+        pending: dict[int, Any] = {}
+        pos = 0
+        for m in messages:
+            rank = ranks.get(m.channel, {}).get(str(m.seq))
+            if rank is None:  # not in the schedule (the same window was read): keep its place
+                yield m, mine[pos - 1] if pos else 0
+                continue
+            pending[rank] = m
+            while pos < len(mine) and mine[pos] in pending:
+                yield pending.pop(mine[pos]), mine[pos]
+                pos += 1
+        for rank in sorted(pending):
+            yield pending[rank], rank
+
     def run(self) -> None:
         from dora_replay._recording import open as open_recording
         from dora_replay._values import short
@@ -133,13 +159,14 @@ class Feeder:
             return
         n_pass = 0
         next_report = 0
+        reached = 0  # the latest recorded time sent
         try:
             while not self.stopped:
                 if n_pass == 0:
                     messages = itertools.chain(first, pending)
                 else:
                     messages = rec.iter_messages(o.channels, o.start_ns, o.end_ns)
-                for m in messages:
+                for m, rank in self.in_order(messages):
                     offset = max(0, m.publish_time_ns - o.origin_ns)
                     if o.speed > 0:
                         deadline = start + int((n_pass * o.period_ns + offset) / o.speed)
@@ -147,8 +174,7 @@ class Feeder:
                             break
                     else:
                         deadline = 0
-                        key = self.keys.get(m.channel, {}).get(str(m.seq), m.publish_time_ns)
-                        if not self.barrier(n_pass * o.period_ns + key):
+                        if not self.barrier(n_pass * o.order_span + rank):
                             break
                     if o.step:
                         desc = (
@@ -169,7 +195,8 @@ class Feeder:
                     now = time.monotonic_ns()
                     if now >= next_report or o.step or o.speed == 0:
                         next_report = now + _REPORT_EVERY_NS
-                        self.ctl.send(sent=self.sent, t=offset + n_pass * o.period_ns)
+                        reached = max(reached, offset + n_pass * o.period_ns)  # lockstep reorders
+                        self.ctl.send(sent=self.sent, t=reached)
                         if self.check_stop():
                             break
                 else:

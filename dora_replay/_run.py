@@ -27,7 +27,8 @@ _LOG_TAIL = 15
 @dataclass
 class Schedule:
     """What the feeders will send: per fed channel the recorded seqs in order; the recorded time
-    origin and length (ns)."""
+    origin and length (ns); ``order_keys``: lockstep only, each fed message's place in the
+    sending order, {channel: {seq: rank}} (ranks 0 to count - 1)."""
 
     seq_maps: dict[str, list[int]]
     origin_ns: int
@@ -143,6 +144,7 @@ class Run:
                 "loop": loop,
                 "step": step,
                 "order_keys": str(keys_path) if lockstep else None,
+                "order_span": sched.count,
             }
             for node, chans in plan.fed.items()
         }

@@ -9,6 +9,7 @@ only when every live node is idle, so the outcome does not depend on machine spe
 
 from __future__ import annotations
 
+import heapq
 import os
 import shlex
 import tempfile
@@ -67,10 +68,13 @@ def _schedule(
     lockstep: bool,
 ) -> Schedule:
     seq_maps: dict[str, list[int]] = {c: [] for c in plan.fed_channels}
+    fed: list[tuple[str, int, int]] = []  # (channel, seq, publish time) in recorded order
     first = last = None
     if seq_maps:
         for m in rec.iter_messages(list(seq_maps), *window):
             seq_maps[m.channel].append(m.seq)
+            if lockstep:
+                fed.append((m.channel, m.seq, m.publish_time_ns))
             first = m.publish_time_ns if first is None else min(first, m.publish_time_ns)
             last = m.publish_time_ns if last is None else max(last, m.publish_time_ns)
     count = sum(len(v) for v in seq_maps.values())
@@ -79,17 +83,72 @@ def _schedule(
     total = max(0, (window[1] if window[1] is not None else (last or origin)) - origin)
     if window[1] is not None and last is not None:
         total = max(0, min(total, last - origin))
-    keys: dict[str, dict[str, int]] = defaultdict(dict)
-    if lockstep:
-        # A fed message is ordered at the recorded time of its first effect, so inputs that the
-        # live nodes received while it was being processed come first, as they did when recorded.
-        for msgs in recorded.values():
-            for m in msgs:
-                src, sep, seq = (m.cause or "").rpartition("#")
-                if sep and src in seq_maps:
-                    k = keys[src]
-                    k[seq] = min(k.get(seq, m.publish_time_ns - 1), m.publish_time_ns - 1)
-    return Schedule(seq_maps, origin, total, count, dict(keys))
+    ranks = _lockstep_ranks(plan, fed, recorded, seq_maps) if lockstep else {}
+    return Schedule(seq_maps, origin, total, count, ranks)
+
+
+def _lockstep_ranks(
+    plan: ReplayPlan,
+    fed: list[tuple[str, int, int]],
+    recorded: dict[str, list[Message]],
+    seq_maps: dict[str, list[int]],
+) -> dict[str, dict[str, int]]:
+    """The order a lockstep replay sends the fed messages in: {channel: {seq: rank}}.
+
+    A fed message is placed at the recorded time of its first effect (an output of a live node
+    with it as cause), so inputs that the live nodes received while it was being processed come
+    first, as they did when recorded; a message without effects at its publish time. Two
+    constraints hold whatever those times say: each channel keeps its order, and each live node
+    gets its inputs in the order they were published (it took them in that order). So the
+    outputs of one replayed node may go out in another order than they were logged: a status
+    sent just after a scan reaches its node before the scan's effects do, as it did.
+    """
+    effect: dict[tuple[str, str], int] = {}
+    for msgs in recorded.values():
+        for m in msgs:
+            src, sep, seq = (m.cause or "").rpartition("#")
+            if sep and src in seq_maps:
+                effect[src, seq] = min(effect.get((src, seq), m.publish_time_ns), m.publish_time_ns)
+    live = set(plan.live)
+    desc = plan.descriptor
+    chains_of: dict[str, list[str]] = {}  # channel -> the chains its messages are ordered in
+    for channel in {c for c, _, _ in fed}:
+        node, _, output = channel.partition("/")
+        readers = {n.id for n, _ in desc.subscribers(node, output) if n.id in live}
+        chains_of[channel] = [f"channel {channel}", *(f"node {n}" for n in sorted(readers))]
+    chains: dict[str, list[int]] = defaultdict(list)
+    for i, (c, _, _) in enumerate(fed):  # recorded order: seq order within a channel
+        chains[f"channel {c}"].append(i)
+    for i in sorted(range(len(fed)), key=lambda i: (fed[i][2], i)):
+        for chain in chains_of[fed[i][0]][1:]:
+            chains[chain].append(i)
+    waiting = [len(chains_of[c]) for c, _, _ in fed]  # chains where it is not first yet
+    heads = dict.fromkeys(chains, 0)
+    ready: list[tuple[int, int, int]] = []
+
+    def reach(chain: str) -> None:
+        pos = heads[chain]
+        if pos < len(chains[chain]):
+            i = chains[chain][pos]
+            waiting[i] -= 1
+            if waiting[i] == 0:
+                c, seq, publish = fed[i]
+                key = effect.get((c, str(seq)), publish + 1) - 1
+                heapq.heappush(ready, (key, publish, i))
+
+    for chain in chains:
+        reach(chain)
+    ranks: dict[str, dict[str, int]] = defaultdict(dict)
+    rank = 0
+    while ready:
+        _, _, i = heapq.heappop(ready)
+        c, seq, _ = fed[i]
+        ranks[c][str(seq)] = rank
+        rank += 1
+        for chain in chains_of[c]:
+            heads[chain] += 1
+            reach(chain)
+    return dict(ranks)
 
 
 def _with_downstream(desc: Any, dropping: set[str], live: list[str]) -> dict[str, str]:
