@@ -167,11 +167,13 @@ def start(
         answer = c.request(msg, timeout_s=90)
         typer.echo(f"dataflow {answer['name']} started: {answer['id']}")
         if attach:
-            _attach(c, answer["id"], [n.id for n in descriptor.nodes])
+            _attach(c, answer["id"], answer["name"], [n.id for n in descriptor.nodes])
 
 
-def _attach(client: Any, dataflow_id: str, node_ids: list[str]) -> None:
+def _attach(client: Any, dataflow_id: str, name: str, node_ids: list[str]) -> None:
     """Print logs until the dataflow ends; Ctrl-C stops it."""
+    from dora_runtime.coordinator.client import CoordinatorLost
+
     printer = node_printer([*node_ids, "dora"])
     answer = client.request({"type": "logs", "dataflow": dataflow_id, "follow": True})
     for source, line in answer["lines"]:
@@ -188,6 +190,8 @@ def _attach(client: Any, dataflow_id: str, node_ids: list[str]) -> None:
                     status = event["status"]
                     if event.get("reason"):
                         printer("dora", event["reason"])
+    except CoordinatorLost as e:
+        _lost(e, name)
     except KeyboardInterrupt:
         printer("dora", "stopping the dataflow")
         with _client(client.url) as c:
@@ -196,6 +200,15 @@ def _attach(client: Any, dataflow_id: str, node_ids: list[str]) -> None:
         signal.signal(signal.SIGINT, previous)
     if status == "failed":
         raise typer.Exit(1)
+
+
+def _lost(e: Exception, name: str) -> None:
+    """The coordinator went away while we followed ``name``: say so in one line, exit 1. Its
+    nodes do not depend on the coordinator; they keep running on their daemons."""
+    fail(
+        f"{e}; dataflow `{name}` may still be running: once the coordinator is back (`dora up`, "
+        f"or `dora coordinator` with the same state), see `dora list` and `dora logs {name} -f`"
+    )
 
 
 def list_cmd(
@@ -238,7 +251,10 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new lines."),
     url: str | None = _COORD,
 ) -> None:
-    """Print a dataflow's logs (one node's, or all), optionally following them."""
+    """Print a dataflow's logs (one node's, or all), optionally following them (until it ends;
+    exits 1 if the coordinator goes away meanwhile)."""
+    from dora_runtime.coordinator.client import CoordinatorLost
+
     with _client(url) as c:
         answer = c.request({"type": "logs", "dataflow": dataflow, "node": node, "follow": follow})
         for m in answer["unavailable"]:
@@ -251,6 +267,8 @@ def logs(
                 for event in c.events():
                     for source, line in event.get("lines", []):
                         typer.echo(f"{source}: {line}" if many else line)
+            except CoordinatorLost as e:
+                _lost(e, dataflow)
             except KeyboardInterrupt:
                 pass
 

@@ -25,6 +25,11 @@ from dora_runtime._ws_protocol import (
 COORDINATOR_ENV = "DORA_COORDINATOR"
 
 
+class CoordinatorLost(CoordinatorError):
+    """The connection to the coordinator closed (it stopped, was killed, or the network went
+    away) while a request or a stream of events was under way."""
+
+
 def read_info(home: Path | None = None) -> dict[str, Any] | None:
     """``$DORA_HOME/coordinator.json`` (pid, host, port, url) if present."""
     path = (home or dora_home()) / "coordinator.json"
@@ -111,20 +116,26 @@ class CoordinatorClient:
         except TimeoutError:
             raise CoordinatorError(f"no answer to `{msg['type']}` within {timeout_s} s") from None
         except ConnectionClosed:
-            raise CoordinatorError("the coordinator closed the connection") from None
+            raise CoordinatorLost(
+                f"lost the coordinator at {self.url} while waiting for `{msg['type']}`"
+            ) from None
         if not answer.get("ok"):
             raise CoordinatorError(answer.get("error", "request failed"))
         return answer
 
     def events(self, timeout_s: float | None = None) -> Iterator[Message]:
-        """Events after a request (``log`` lines, then ``end``); stops at ``end`` or a close."""
+        """Events after a request (``log`` lines, then ``end``); stops at ``end`` or after
+        ``timeout_s`` without one. Raises ``CoordinatorLost`` when the connection closes first:
+        the coordinator went away, and what it was reporting on may well go on without it."""
         from websockets.exceptions import ConnectionClosed
 
         while True:
             try:
                 msg = decode(self._ws.recv(timeout=timeout_s))
-            except (ConnectionClosed, TimeoutError):
+            except TimeoutError:
                 return
+            except ConnectionClosed:
+                raise CoordinatorLost(f"lost the coordinator at {self.url}") from None
             yield msg
             if msg["type"] == "end":
                 return
