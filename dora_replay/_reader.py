@@ -2,11 +2,16 @@
 
 Uses the footer when the tail and footer check out, otherwise scans frame by frame (reading only
 frame heads and channel schemas). Never raises on damage after the header: every damaged or missing
-range becomes a :class:`Problem`, and reading goes on with the next intact frame.
+range becomes a :class:`Problem`, and reading goes on with the next intact frame. A damaged record
+whose content another copy still holds (a CHANNEL record: the footer's copy, or the schema inside
+its chunks) is restored from that copy; such damage, which loses no message, is listed in
+``record_damage`` (and in ``problems`` once :meth:`PartFile.check_records` ran, as ``verify``
+does).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from dataclasses import dataclass
@@ -41,11 +46,18 @@ _RESYNC_BLOCK = 1 << 20
 @dataclass(frozen=True, slots=True)
 class Problem:
     """Something lost or damaged. ``lost_messages`` is ``None`` when the count is unknown
-    (a damaged frame head); ``lost_bytes`` is the size of the skipped range."""
+    (a damaged frame head); ``0`` for damage that lost no message (a damaged record restored
+    from another copy, unreadable bytes where the footer index lists no chunk); ``lost_bytes``
+    is the size of the skipped range.
+
+    ``kind``: ``crc`` (a chunk fails its CRC), ``truncated`` (the file ends inside a frame),
+    ``garbage`` (unreadable bytes skipped), ``bad-chunk`` (a chunk passes its CRC but cannot be
+    decoded, or its schema cannot), ``no-channel`` (a chunk whose channel record is lost with
+    no intact copy left), ``record`` (a damaged CHANNEL record)."""
 
     path: Path
     offset: int
-    kind: str  # "crc", "truncated", "garbage", "no-footer", "bad-chunk"
+    kind: str
     message: str
     lost_messages: int | None = 0
     lost_bytes: int = 0
@@ -56,7 +68,13 @@ class Problem:
 
 
 class PartFile:
-    """One opened file. ``bytes_read`` counts every byte read from it."""
+    """One opened file. ``bytes_read`` counts every byte read from it.
+
+    ``has_footer``: the index was read from the footer (the tail points at it and it checks
+    out). ``footer_damaged``: the tail points at a footer that fails its checks (the index was
+    rebuilt by scanning). ``footer``: the intact footer, however found (also when the file is
+    scanned). ``force_scan``: scan the file even when its footer is intact (repair).
+    """
 
     def __init__(self, path: str | os.PathLike[str], force_scan: bool = False) -> None:
         self.path = Path(path)
@@ -73,17 +91,32 @@ class PartFile:
         self.size = st.st_size
         self.bytes_read = 0
         self.problems: list[Problem] = []
+        #: damage that lost no message (a record restored from another copy); ``check_records``
+        #: adds it to ``problems``
+        self.record_damage: list[Problem] = []
         self.channels: dict[int, ChannelDef] = {}
+        #: channels whose CHANNEL record is damaged or missing, restored from another copy
+        self.restored_channels: list[str] = []
+        #: names of channels whose record is damaged but whose meta could still be read
+        self.lost_channel_names: dict[int, str] = {}
         self.chunks: list[ChunkEntry] = []
         self.drops: dict[str, int] = {}
         self.end_time_ns: int | None = None
         self.has_footer = False
-        self.footer_damaged = False  # the tail points at a footer that fails its checks
-        self._footer_at = -1
+        self.footer_damaged = False
+        self.footer: Footer | None = None
+        self._footer_at = -1  # where the tail says the footer is
+        self._tail_ok = False  # the tail points at an intact footer
+        self._damaged_channels: dict[int, tuple[str, int, Problem]] = {}
+        self._records_checked = False
         try:
             self.header, pos = self._read_header()
-            if force_scan or not self._load_footer():
+            footer = self._load_footer()
+            if footer is not None and not force_scan:
+                self._use_footer(footer)
+            else:
                 self._scan(pos)
+                self._reconcile()
         except BaseException:
             self.close()
             raise
@@ -132,28 +165,36 @@ class PartFile:
             )
         return header, pre.offset + pre.size
 
-    def _load_footer(self) -> bool:
+    def _load_footer(self) -> Footer | None:
+        """The footer the tail points at, when both check out (also kept in ``footer``)."""
         if self.size < TAIL_SIZE:
-            return False
+            return None
         offset = decode_tail(self.pread(TAIL_SIZE, self.size - TAIL_SIZE))
         if offset is None or offset >= self.size - TAIL_SIZE:
-            return False
+            return None
         self._footer_at = offset
-        got = self._read_frame(offset, OP_FOOTER)
+        footer = self._decode_footer(self._read_frame(offset, OP_FOOTER))
+        if footer is None:
+            self.footer_damaged = True
+        self.footer = footer
+        self._tail_ok = footer is not None
+        return footer
+
+    @staticmethod
+    def _decode_footer(got: tuple[bytes, bytes] | None) -> Footer | None:
         if got is None:
-            self.footer_damaged = True
-            return False
+            return None
         try:
-            footer = Footer.decode(got[1])
+            return Footer.decode(got[1])
         except (ValueError, TypeError, KeyError, IndexError):
-            self.footer_damaged = True
-            return False
+            return None
+
+    def _use_footer(self, footer: Footer) -> None:
         self.channels = {c.id: c for c in footer.channels}
         self.chunks = footer.chunks
         self.drops = footer.drops
         self.end_time_ns = footer.end_time_ns
         self.has_footer = True
-        return True
 
     def _read_frame(self, offset: int, opcode: int) -> tuple[bytes, bytes] | None:
         """(meta, body) of an intact frame of ``opcode`` at ``offset``, else ``None``."""
@@ -189,12 +230,24 @@ class PartFile:
             return None
         return got[1]
 
+    def check_records(self) -> None:
+        """Add to ``problems`` the damage that lost no message (``record_damage``), once. A
+        part opened by its footer never reads its CHANNEL records (the footer holds copies),
+        so it is scanned here as a footer-less reader would scan it."""
+        if self._records_checked:
+            return
+        self._records_checked = True
+        if self.has_footer:
+            scan = PartFile(self.path, force_scan=True)
+            try:
+                self.record_damage = scan.record_damage
+            finally:
+                scan.close()
+                self.bytes_read += scan.bytes_read
+        self.problems.extend(self.record_damage)
+
     def _scan(self, pos: int) -> None:
         while pos < self.size:
-            if self.footer_damaged and pos == self._footer_at:
-                # the last frame, which the tail points at: it holds the index, no message
-                pos = self.size - TAIL_SIZE
-                continue
             raw = self.pread(PREFIX_SIZE, pos)
             if len(raw) < PREFIX_SIZE:
                 if len(raw) != TAIL_SIZE or decode_tail(raw) is None:
@@ -217,6 +270,10 @@ class PartFile:
                 if check_head(raw, meta_crc):
                     pos = self._scanned(pre, meta_crc[:-4])
                     continue
+            if self.footer_damaged and pos == self._footer_at:
+                # the frame the tail points at, the last one: it holds the index, no message
+                pos = self.size - TAIL_SIZE
+                continue
             if decode_tail(raw[:TAIL_SIZE]) is not None:
                 pos += TAIL_SIZE
                 continue
@@ -252,23 +309,182 @@ class PartFile:
                 self.drops = {str(k): int(v) for k, v in unpack(meta)["drops"].items()}
             except (ValueError, KeyError, TypeError, AttributeError):
                 pass
+        elif pre.opcode == OP_FOOTER:
+            if not self._tail_ok:  # else the footer the tail points at is the one
+                self.footer = self._decode_footer(self._read_frame(pre.offset, OP_FOOTER))
         return end
 
     def _scanned_channel(self, pre: FramePrefix, meta: bytes) -> None:
         body_and_crc = self.pread(pre.body_len + 4, pre.body_offset)
         try:
-            if not check_body(body_and_crc[:-4], body_and_crc[-4:]):
-                raise ValueError("CRC mismatch")
             m = unpack(meta)
-            ch = ChannelDef(int(m["id"]), str(m["name"]), int(m["version"]), body_and_crc[:-4])
+            cid, name, version = int(m["id"]), str(m["name"]), int(m["version"])
         except (ValueError, KeyError, TypeError) as exc:
-            self._lost(pre.offset, pre.size, "crc", f"channel record damaged ({exc})", None)
+            self._lost(pre.offset, pre.size, "record", f"channel record damaged ({exc})", None)
             return
-        self.channels[ch.id] = ch
+        if not check_body(body_and_crc[:-4], body_and_crc[-4:]):
+            problem = Problem(
+                self.path,
+                pre.offset,
+                "record",
+                f"channel record of {name} (id {cid}) is damaged (its schema fails its CRC)",
+                0,
+                pre.size,
+                name,
+            )
+            self._damaged_channels[cid] = (name, version, problem)
+            self.lost_channel_names[cid] = name
+            return
+        self.channels[cid] = ChannelDef(cid, name, version, body_and_crc[:-4])
 
-    def _name(self, channel_id: int) -> str:
+    def _reconcile(self) -> None:
+        """After a scan: take drops and end time from an intact footer, count what unreadable
+        bytes held by its index, and restore damaged channel records from an intact copy."""
+        footer = self.footer
+        if footer is not None:
+            self.drops = dict(footer.drops)
+            self.end_time_ns = footer.end_time_ns
+            self._count_by_index(footer)
+        self._restore_channels(footer)
+
+    def _count_by_index(self, footer: Footer) -> None:
+        """Unreadable bytes hold an unknown number of messages, except in a file whose footer
+        is intact: its index lists every chunk, so the count is known (often none: a damaged
+        CHANNEL or DROPS record)."""
+        found = {e.offset for e in self.chunks}
+        kept: list[Problem] = []
+        for p in self.problems:
+            if p.lost_messages is not None or p.kind != "garbage":
+                kept.append(p)
+                continue
+            end = p.offset + p.lost_bytes
+            inside = [e for e in footer.chunks if p.offset <= e.offset < end]
+            inside = [e for e in inside if e.offset not in found]
+            if not inside:
+                self.record_damage.append(
+                    dataclasses.replace(
+                        p,
+                        message="unreadable bytes skipped; the footer index lists no chunk "
+                        "there (a damaged channel or drops record)",
+                        lost_messages=0,
+                    )
+                )
+                continue
+            n = sum(e.meta.message_count for e in inside)
+            names = sorted({self._name(e.meta.channel_id, footer) for e in inside})
+            kept.append(
+                dataclasses.replace(
+                    p,
+                    message=f"unreadable bytes skipped: {len(inside)} chunk(s) of "
+                    f"{', '.join(names)} ({n} messages, by the footer index)",
+                    lost_messages=n,
+                    channel=names[0] if len(names) == 1 else None,
+                )
+            )
+        self.problems = kept
+
+    def _restore_channels(self, footer: Footer | None) -> None:
+        """Channels that chunks use (or whose record is damaged) but no intact CHANNEL record
+        defines: from the footer's copy, else (the damaged record's meta still names it) from
+        the Arrow schema every chunk holds. Chunks whose channel stays unknown are left for
+        the reader to report as lost."""
+        copies = {c.id: c for c in footer.channels} if footer is not None else {}
+        used = {e.meta.channel_id for e in self.chunks}
+        unreadable: dict[int, list[str]] = {}  # record_damage index -> channels restored
+        for cid in sorted((used | set(self._damaged_channels)) - set(self.channels)):
+            ch, source = copies.get(cid), "the copy in the footer"
+            damaged = self._damaged_channels.get(cid)
+            if ch is None and damaged is not None:
+                name, version, _ = damaged
+                schema = self._schema_from_chunks(cid)
+                if schema is not None:
+                    ch, source = ChannelDef(cid, name, version, schema), "the schema in its chunks"
+            if ch is not None:
+                self.channels[cid] = ch
+                self.lost_channel_names.pop(cid, None)
+                self.restored_channels.append(ch.name)
+            if damaged is None:
+                if ch is not None:  # its record was in unreadable bytes before its first chunk
+                    self._restored_unread(ch, unreadable)
+                continue
+            problem = damaged[2]
+            if ch is not None:
+                why = f"restored from {source}: no message lost"
+            elif cid not in used:
+                why = "no chunk uses it: no message lost"
+            else:
+                why = "no intact copy is left: its chunks cannot be read"
+                self.problems.append(
+                    dataclasses.replace(problem, message=f"{problem.message}; {why}")
+                )
+                continue
+            self.record_damage.append(
+                dataclasses.replace(problem, message=f"{problem.message}; {why}")
+            )
+        for i, names in unreadable.items():
+            p = self.record_damage[i]
+            self.record_damage[i] = dataclasses.replace(
+                p,
+                message=f"unreadable bytes skipped: the channel record of {', '.join(names)} "
+                "(the footer index lists no chunk there); restored from the copy in the "
+                "footer: no message lost",
+                channel=names[0] if len(names) == 1 else None,
+            )
+
+    def _restored_unread(self, ch: ChannelDef, unreadable: dict[int, list[str]]) -> None:
+        """Note that ``ch``, which no intact CHANNEL record defines, was restored from the
+        footer: on the unreadable bytes nearest before its first chunk (where the writer put
+        its record), else as damage of its own."""
+        first = min(e.offset for e in self.chunks if e.meta.channel_id == ch.id)
+        before = [
+            i for i, p in enumerate(self.record_damage) if p.kind == "garbage" and p.offset < first
+        ]
+        if before:
+            i = max(before, key=lambda i: self.record_damage[i].offset)
+            unreadable.setdefault(i, []).append(ch.name)
+            return
+        self.record_damage.append(
+            Problem(
+                self.path,
+                first,
+                "record",
+                f"no intact channel record of {ch.name} (id {ch.id}) before its first chunk; "
+                "restored from the copy in the footer: no message lost",
+                0,
+                0,
+                ch.name,
+            )
+        )
+
+    def _schema_from_chunks(self, channel_id: int) -> bytes | None:
+        """The channel's schema message, from the first of its chunks that reads (a chunk body
+        is an Arrow IPC stream, which begins with the schema); ``None`` when none does."""
+        import pyarrow as pa
+
+        from dora_replay._chunk import COLUMNS, decompress
+
+        for e in self.chunks:
+            if e.meta.channel_id != channel_id:
+                continue
+            got = self._read_frame(e.offset, OP_CHUNK)
+            if got is None:
+                continue
+            try:
+                raw = decompress(e.meta.compression, got[1], e.meta.uncompressed_size)
+                schema = pa.ipc.open_stream(pa.py_buffer(raw)).schema
+            except Exception:  # zstd, lz4 and Arrow raise unrelated types
+                continue
+            if tuple(schema.names) == COLUMNS:
+                return schema.serialize().to_pybytes()
+        return None
+
+    def _name(self, channel_id: int, footer: Footer | None = None) -> str:
         ch = self.channels.get(channel_id)
-        return ch.name if ch else f"channel #{channel_id}"
+        if ch is None and footer is not None:
+            ch = next((c for c in footer.channels if c.id == channel_id), None)
+        if ch is not None:
+            return ch.name
+        return self.lost_channel_names.get(channel_id, f"channel #{channel_id}")
 
     def _lost(
         self,

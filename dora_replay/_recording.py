@@ -177,7 +177,9 @@ class Recording:
             for entry in part.chunks:
                 ch = part.channels.get(entry.meta.channel_id)
                 if ch is None:
-                    self._lost(part, entry, "its channel record is lost")
+                    name = part.lost_channel_names.get(entry.meta.channel_id)
+                    why = "its channel record is lost and no intact copy is left"
+                    self._lost(part, entry, why, "no-channel", name)
                     continue
                 schema = schemas.get(ch.schema)
                 if schema is None:
@@ -213,16 +215,25 @@ class Recording:
             info = self.channels[name] = ChannelInfo(name)
         return info
 
-    def _lost(self, part: PartFile, entry: ChunkEntry, why: str) -> None:
+    def _lost(
+        self,
+        part: PartFile,
+        entry: ChunkEntry,
+        why: str,
+        kind: str = "bad-chunk",
+        channel: str | None = None,
+    ) -> None:
         n = entry.meta.message_count
+        what = f"{channel} ({n} messages)" if channel else f"{n} messages"
         self._extra_problems.append(
             Problem(
                 part.path,
                 entry.offset,
-                "bad-chunk",
-                f"chunk of {n} messages skipped: {why}",
+                kind,
+                f"chunk of {what} skipped: {why}",
                 n,
                 entry.size,
+                channel,
             )
         )
 
@@ -331,18 +342,22 @@ class Recording:
         return table.set_column(4, "metadata", _metadata_json(table.column(4)))
 
     def verify(self) -> list[Problem]:
-        """Read every chunk and check its CRC and decoding; returns all problems."""
+        """Read every chunk and check its CRC and decoding, and check every CHANNEL record;
+        returns all problems, damage that lost no message included (``lost_messages`` 0: a
+        damaged record whose content an intact copy still holds)."""
         self.readable_counts()
         return self.problems
 
     def readable_counts(self) -> dict[str, int]:
-        """Read (and check) every chunk, as :meth:`verify` does; the messages that could be
-        read, per channel."""
+        """Read (and check) every chunk and record, as :meth:`verify` does; the messages that
+        could be read, per channel."""
         readable = dict.fromkeys(self.channels, 0)
         for ref in self._refs:
             batch = self.read_batch(ref)
             if batch is not None:
                 readable[ref.name] += batch.num_rows
+        for part in self.parts:
+            part.check_records()
         return readable
 
     def close(self) -> None:
