@@ -195,7 +195,10 @@ def _attach(client: Any, dataflow_id: str, name: str, node_ids: list[str]) -> No
     except KeyboardInterrupt:
         printer("dora", "stopping the dataflow")
         with _client(client.url) as c:
-            status = c.request({"type": "stop", "dataflow": dataflow_id}, timeout_s=None)["status"]
+            stopped = c.request({"type": "stop", "dataflow": dataflow_id}, timeout_s=None)
+        status = stopped["status"]
+        if stopped.get("reason"):
+            printer("dora", stopped["reason"])
     finally:
         signal.signal(signal.SIGINT, previous)
     if status == "failed":
@@ -283,16 +286,23 @@ def stop(
     ),
     url: str | None = _COORD,
 ) -> None:
-    """Send STOP to every node of a dataflow; kill what is left after the grace period."""
+    """Send STOP to every node of a dataflow; kill what is left after the grace period. Exits 1
+    when the dataflow failed: a node failed (before or while stopping), or was killed after the
+    grace period."""
     grace_s = duration(grace, "--grace")
     start_t = time.monotonic()
     with _client(url) as c:
         answer = c.request({"type": "stop", "dataflow": dataflow, "grace_s": grace_s}, None)
     took = time.monotonic() - start_t
-    reason = f" ({answer['reason']})" if answer.get("reason") else ""
-    typer.echo(
-        f"dataflow {answer['name']}: {answer['status']}{reason} (stopping took {took:.1f} s)"
-    )
+    name, status, reason = answer["name"], answer["status"], answer.get("reason")
+    if not answer.get("was_active", True):
+        if status == "failed":
+            fail(f"dataflow {name} had already failed: {reason or 'no reason given'}")
+        typer.echo(f"dataflow {name} was already {status}: nothing to stop")
+    elif status == "failed":
+        fail(f"dataflow {name} failed (stopping took {took:.1f} s): {reason or 'no reason given'}")
+    else:
+        typer.echo(f"dataflow {name}: {status} (stopping took {took:.1f} s)")
 
 
 def record_running(

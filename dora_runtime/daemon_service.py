@@ -32,7 +32,7 @@ from dora_runtime._ws_protocol import (
     reply,
 )
 from dora_runtime._zenoh_bridge import DataflowBridge, ZenohLink, free_endpoint
-from dora_runtime.daemon import DEFAULT_GRACE_S, TAP_GRACE_S, Daemon
+from dora_runtime.daemon import DEFAULT_GRACE_S, TAP_GRACE_S, Daemon, signal_name
 from dora_runtime.errors import DoraError
 from dora_runtime.tap import TapSpec
 
@@ -121,6 +121,8 @@ class _Run:
         try:
             res = await self.daemon.run()
             failures, returncodes = res.failures, res.returncodes
+            for node_id in failures:  # the words node_status used (`could not start: ...`)
+                failures[node_id] = self.nodes.get(node_id, {}).get("failure") or failures[node_id]
         except _Aborted:
             failures = {}
         except Exception as e:  # noqa: BLE001 - reported to the coordinator as the failure reason
@@ -151,11 +153,14 @@ class _Run:
     def _on_status(self, node_id: str, event: str, returncode: int | None) -> None:
         if node_id not in self.nodes:
             return  # a tap
+        failure = None
         if event == "running":
             status = "running"
         else:
             status = "finished" if returncode in (0, None) else "failed"
-        self.nodes[node_id] = {"status": status, "returncode": returncode}
+            if status == "failed":
+                failure = self._failure(node_id, returncode)
+        self.nodes[node_id] = {"status": status, "returncode": returncode, "failure": failure}
         self.service.send_nowait(
             {
                 "type": "node_status",
@@ -163,8 +168,19 @@ class _Run:
                 "node": node_id,
                 "status": status,
                 "returncode": returncode,
+                "failure": failure,
             }
         )
+
+    def _failure(self, node_id: str, returncode: int | None) -> str:
+        """Why a node failed, as ``dora run`` says it: ``exit 3``, ``signal SIGSEGV``,
+        ``killed: did not stop within 5 s``, ``could not start: ...``."""
+        state = self.daemon.nodes[node_id]
+        if state.killed_after_grace:
+            return f"killed: {state.kill_reason}"
+        if state.proc is None and state.last_lines:  # the exec failed
+            return state.last_lines[-1]
+        return signal_name(returncode) or f"exit {returncode}"
 
     def _print(self, source: str, line: str) -> None:
         if source == "dora":

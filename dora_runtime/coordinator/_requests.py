@@ -125,7 +125,13 @@ class Requests:
                 ) from None
         final = self.c.state.get(row.id)
         assert final is not None
-        return {"id": final.id, "name": final.name, "status": final.status, "reason": final.reason}
+        return {
+            "id": final.id,
+            "name": final.name,
+            "status": final.status,
+            "reason": final.reason,
+            "was_active": row.active,
+        }
 
     async def on_logs(self, peer: Peer, msg: Message) -> dict[str, Any]:
         from dora_runtime.coordinator.server import Follower

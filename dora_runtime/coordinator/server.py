@@ -42,6 +42,16 @@ DAEMON_LOST_S = 3.0
 RECOVER_S = 15.0
 """After a restart, how long daemons get to reconnect before their dataflows are failed."""
 FINAL_NODE = ("finished", "failed", "lost", "stopped")
+FAILED_NODES = "failed nodes: "
+"""How the reason of a dataflow with failed nodes starts (``failed nodes: a (exit 3), ...``, as
+``dora run`` words its error)."""
+
+
+def exit_text(returncode: int | None) -> str:
+    """``exit 3`` or ``signal SIGKILL``: why a node failed, when its daemon did not say."""
+    from dora_runtime.daemon import signal_name
+
+    return signal_name(returncode) or f"exit {returncode}"
 
 
 @dataclass
@@ -255,6 +265,9 @@ class Coordinator:
             for node, st in rep.get("nodes", {}).items():
                 if node in row.nodes and row.nodes[node]["status"] not in ("lost",):
                     self.state.set_node(row.id, node, st["status"], st.get("returncode"))
+                    if st["status"] == "failed":
+                        text = st.get("failure") or exit_text(st.get("returncode"))
+                        self.add_failures(row.id, {node: text})
             if rep.get("result") is not None:
                 self._on_dataflow_done(machine, {"dataflow_id": row.id, "result": rep["result"]})
             elif not row.active:
@@ -321,6 +334,8 @@ class Coordinator:
         if row is None or node not in row.nodes:
             return
         self.state.set_node(df, node, msg["status"], msg.get("returncode"))
+        if msg["status"] == "failed":
+            self.add_failures(df, {node: msg.get("failure") or exit_text(msg.get("returncode"))})
         if msg["status"] in FINAL_NODE:
             for m in row.machines:
                 if m != machine:
@@ -333,22 +348,37 @@ class Coordinator:
             return {}
         result = msg.get("result") or {}
         codes = result.get("returncodes", {})
+        failures: dict[str, str] = dict(result.get("failures", {}))
         for node, st in row.nodes.items():
-            if st["machine_id"] == machine and st["status"] not in FINAL_NODE:
-                code = codes.get(node)
-                status = (
-                    "finished"
-                    if code in (0, None) and node not in result.get("failures", {})
-                    else "failed"
-                )
+            if st["machine_id"] != machine or st["status"] == "lost":
+                continue
+            code = codes.get(node, st["returncode"])
+            if node in failures:
+                self.state.set_node(df, node, "failed", code)
+            elif st["status"] not in FINAL_NODE:
+                status = "finished" if code in (0, None) else "failed"
                 self.state.set_node(df, node, status, code)
+                if status == "failed":
+                    failures[node] = exit_text(code)
         self.state.mark_part_done(df, machine)
-        failures = dict(result.get("failures", {}))
-        if failures and row.active and row.status != "stopping":
-            detail = "; ".join(f"{k}: {v}" for k, v in failures.items())
-            self.state.set_status(df, row.status, f"failed node(s) on `{machine}`: {detail}")
+        if failures:  # nodes, and taps (a recorder) or the daemon itself ("dora")
+            self.add_failures(df, failures)
         self._check_complete(df)
         return {}
+
+    def add_failures(self, dataflow_id: str, failures: dict[str, str]) -> None:
+        """Keep what failed, and say it in the reason while the dataflow is still active (as
+        ``dora list`` shows it), unless it already has a reason of its own (a lost daemon)."""
+        row = self.state.get(dataflow_id)
+        if row is None:
+            return
+        every = self.state.add_failures(dataflow_id, failures)
+        if not row.active or (row.reason and not row.reason.startswith(FAILED_NODES)):
+            return
+        reason = FAILED_NODES + ", ".join(f"{k} ({v})" for k, v in every.items())
+        if reason != row.reason:
+            self.state.set_status(dataflow_id, row.status, reason)
+            self.say(f"dataflow {row.name} ({dataflow_id}): {reason}")
 
     def _on_log(self, machine: str, msg: Message) -> None:
         for f in self.followers:
@@ -361,13 +391,15 @@ class Coordinator:
         row = self.state.get(dataflow_id)
         if row is None or not row.complete:
             return
+        # A node that failed fails the dataflow, also one stopped on request (a node that crashed
+        # earlier, or was killed after the grace period), as with `dora run`.
+        failed = [k for k, n in row.nodes.items() if n["status"] in ("failed", "lost")]
         if not row.active:
             self.finalize(dataflow_id, row.status, None)
+        elif failed or row.failures or row.reason:
+            self.finalize(dataflow_id, "failed", row.reason or FAILED_NODES + ", ".join(failed))
         elif row.status == "stopping":
             self.finalize(dataflow_id, "stopped", None)
-        elif any(n["status"] in ("failed", "lost") for n in row.nodes.values()) or row.reason:
-            failed = [k for k, n in row.nodes.items() if n["status"] in ("failed", "lost")]
-            self.finalize(dataflow_id, "failed", row.reason or f"failed: {', '.join(failed)}")
         else:
             self.finalize(dataflow_id, "finished", None)
 

@@ -1,8 +1,8 @@
 """The coordinator's persistent state: SQLite in WAL mode under the state directory.
 
 What survives a coordinator restart: the daemons it knew (machine id, labels, Zenoh endpoint),
-every dataflow (name, YAML, status, reason, times), where each node was placed, its last status,
-exit code and restart count. Writes are small and synchronous (WAL + ``synchronous=NORMAL``: a
+every dataflow (name, YAML, status, reason, times, what failed in it), where each node was placed,
+its last status, exit code and restart count. Writes are small and synchronous (WAL + ``synchronous=NORMAL``: a
 commit costs no fsync of the database file), so the asyncio server calls them directly.
 """
 
@@ -17,6 +17,9 @@ from typing import Any
 
 ACTIVE = ("starting", "running", "recovering", "stopping")
 """Dataflow statuses that are not final."""
+
+_COLUMNS_ADDED = [("dataflows", "failures", "TEXT NOT NULL DEFAULT '{}'")]
+"""Columns added since the first schema: added to a database an older coordinator left."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS daemons (
@@ -36,6 +39,7 @@ CREATE TABLE IF NOT EXISTS dataflows (
     yaml TEXT NOT NULL,
     plan TEXT NOT NULL DEFAULT '{}',
     parts_done TEXT NOT NULL DEFAULT '[]',
+    failures TEXT NOT NULL DEFAULT '{}',
     created REAL NOT NULL,
     started REAL,
     ended REAL
@@ -62,6 +66,9 @@ class DataflowRow:
     yaml: str
     plan: dict[str, Any]
     parts_done: list[str]
+    failures: dict[str, str]
+    """What failed, in the order it failed: node (or tap) id -> ``exit 3``, ``signal SIGKILL``,
+    ``killed: did not stop within 5 s``, ``could not start: ...``."""
     created: float
     started: float | None
     ended: float | None
@@ -90,6 +97,7 @@ class DataflowRow:
             "name": self.name,
             "status": self.status,
             "reason": self.reason,
+            "failures": self.failures,
             "nodes": len(self.nodes),
             "running": running,
             "uptime_s": end - self.started if self.started else 0.0,
@@ -114,6 +122,10 @@ class StateStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        for table, column, decl in _COLUMNS_ADDED:
+            have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def close(self) -> None:
         self._db.close()
@@ -195,6 +207,19 @@ class StateStore:
             done = json.dumps([*row.parts_done, machine])
             self._db.execute("UPDATE dataflows SET parts_done=? WHERE id=?", (done, dataflow_id))
 
+    def add_failures(self, dataflow_id: str, failures: dict[str, str]) -> dict[str, str]:
+        """Record what failed (a later text for the same id replaces the earlier one); returns
+        every failure of the dataflow so far."""
+        row = self.get(dataflow_id)
+        if row is None:
+            return {}
+        merged = {**row.failures, **failures}
+        if merged != row.failures:
+            self._db.execute(
+                "UPDATE dataflows SET failures=? WHERE id=?", (json.dumps(merged), dataflow_id)
+            )
+        return merged
+
     def get(self, dataflow_id: str) -> DataflowRow | None:
         row = self._db.execute("SELECT * FROM dataflows WHERE id=?", (dataflow_id,)).fetchone()
         return self._row(row) if row is not None else None
@@ -210,6 +235,7 @@ class StateStore:
         d = dict(row)
         d["plan"] = json.loads(d["plan"])
         d["parts_done"] = json.loads(d["parts_done"])
+        d["failures"] = json.loads(d["failures"])
         df = DataflowRow(**d)
         for n in self._db.execute(
             "SELECT * FROM nodes WHERE dataflow_id=? ORDER BY rowid", (df.id,)

@@ -105,9 +105,11 @@ def test_stop_kills_after_the_grace_period(cluster: Cluster) -> None:
     cluster.dora("start", str(path), "--name", "stubborn")
     wait_for(lambda: (cluster.results / "ignore_stop.ready").exists(), 15, "the node")
     t0 = time.monotonic()
-    out = cluster.dora("stop", "stubborn", "--grace", "1s").stdout
+    res = cluster.dora("stop", "stubborn", "--grace", "1s", check=False)
     took = time.monotonic() - t0
-    assert "stubborn: stopped" in out
+    # killed after the grace period: failed, as under `dora run`
+    assert res.returncode == 1
+    assert "killed: did not stop within 1 s" in res.stderr
     assert 0.9 < took < 8
     assert "did not stop within 1 s" in cluster.dora("logs", "stubborn").stdout
 
@@ -309,6 +311,7 @@ def test_stop_uses_the_grace_period_given_at_start(cluster: Cluster) -> None:
     cluster.dora("start", str(path), "--name", "stubborn", "--grace", "1s")
     wait_for(lambda: (cluster.results / "ignore_stop.ready").exists(), 15, "the node")
     t0 = time.monotonic()
-    cluster.dora("stop", "stubborn")
+    res = cluster.dora("stop", "stubborn", check=False)
     assert time.monotonic() - t0 < 4.5  # not the 5 s default
+    assert res.returncode == 1 and "did not stop within 1 s" in res.stderr
     assert "did not stop within 1 s" in cluster.dora("logs", "stubborn").stdout

@@ -46,3 +46,77 @@ def test_attach_and_follow_say_they_lost_the_coordinator(cluster: Cluster, sig: 
         assert "Traceback" not in cluster.log(name)
     before = _count(cluster)
     wait_for(lambda: _count(cluster) > before + 3, 10, "the nodes to keep running")
+
+
+CRASHER = """
+nodes:
+  - id: talker
+    path: NODES/cluster_talker.py
+    deploy: {machine: a}
+    inputs:
+      tick: dora/timer/millis/50
+    outputs: [out]
+  - id: crasher
+    path: NODES/crash.py
+    deploy: {machine: MACHINE}
+    env: {CRASH_AFTER: "3"}
+    inputs:
+      tick: dora/timer/millis/50
+    outputs: [out]
+"""
+
+
+@pytest.mark.parametrize("machines", [["a"], ["a", "b"]], ids=["one-daemon", "two-daemons"])
+def test_a_node_failure_is_reported_at_once_and_kept_by_stop(
+    cluster: Cluster, machines: list[str]
+) -> None:
+    cluster.coordinator()
+    for m in machines:
+        cluster.daemon(m)
+    cluster.wait_daemons(*machines)
+    path = cluster.write(CRASHER.replace("MACHINE", machines[-1]))
+    cluster.dora("start", str(path), "--name", "c")
+    wait_for(lambda: cluster.result("crash"), 15, "the crash")
+    row = wait_for(lambda: (r := cluster.dataflow("c"))["reason"] and r, 10, "a reason")
+    assert row["status"] == "running", row
+    assert row["reason"] == "failed nodes: crasher (exit 3)"
+    listing = cluster.dora("list").stdout
+    line = next(ln for ln in listing.splitlines() if ln.startswith("c "))
+    assert (
+        " running " in line and " 1/2 " in line and line.endswith("failed nodes: crasher (exit 3)")
+    )
+
+    res = cluster.dora("stop", "c", check=False)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.startswith("error: dataflow c failed (stopping took ")
+    assert res.stderr.strip().endswith("s): failed nodes: crasher (exit 3)")
+    row = cluster.dataflow("c")
+    assert row["status"] == "failed" and row["reason"] == "failed nodes: crasher (exit 3)"
+    assert row["node_status"]["talker"]["status"] == "finished"
+    again = cluster.dora("stop", "c", check=False)
+    assert again.returncode == 1
+    assert (
+        again.stderr.strip()
+        == "error: dataflow c had already failed: failed nodes: crasher (exit 3)"
+    )
+
+
+def test_a_node_killed_after_the_grace_period_fails_the_dataflow(cluster: Cluster) -> None:
+    _local(cluster)
+    path = cluster.write(
+        TALKER + "  - id: stubborn\n    path: NODES/ignore_stop.py\n", "stubborn.yml"
+    )
+    cluster.dora("start", str(path), "--name", "s")
+    wait_for(lambda: (cluster.results / "ignore_stop.ready").exists(), 15, "the node")
+    res = cluster.dora("stop", "s", "--grace", "1s", check=False)
+    assert res.returncode == 1, res.stdout + res.stderr
+    reason = "failed nodes: stubborn (killed: did not stop within 1 s)"
+    assert res.stderr.strip().endswith(f"s): {reason}"), res.stderr
+    row = cluster.dataflow("s")
+    assert row["status"] == "failed" and row["reason"] == reason
+
+    cluster.dora("start", str(cluster.write(TALKER)), "--name", "fine")
+    wait_for(lambda: _count(cluster) >= 2, 15, "ticks")
+    assert cluster.dora("stop", "fine").stdout.startswith("dataflow fine: stopped (stopping took")
+    again = cluster.dora("stop", "fine")
+    assert again.stdout.strip() == "dataflow fine was already stopped: nothing to stop"
