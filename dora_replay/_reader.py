@@ -71,9 +71,11 @@ class PartFile:
     """One opened file. ``bytes_read`` counts every byte read from it.
 
     ``has_footer``: the index was read from the footer (the tail points at it and it checks
-    out). ``footer_damaged``: the tail points at a footer that fails its checks (the index was
-    rebuilt by scanning). ``footer``: the intact footer, however found (also when the file is
-    scanned). ``force_scan``: scan the file even when its footer is intact (repair).
+    out). ``footer_damaged``: the file was closed with a footer, but the footer or the 16-byte
+    end marker after it is damaged or cut off, so the index was rebuilt by scanning;
+    ``end_marker_damaged``: only the end marker is (the FOOTER frame is intact, so nothing in
+    the file is unaccounted for). ``footer``: the intact footer, however found (also when the
+    file is scanned). ``force_scan``: scan the file even when its footer is intact (repair).
     """
 
     def __init__(self, path: str | os.PathLike[str], force_scan: bool = False) -> None:
@@ -104,6 +106,7 @@ class PartFile:
         self.end_time_ns: int | None = None
         self.has_footer = False
         self.footer_damaged = False
+        self.end_marker_damaged = False
         self.footer: Footer | None = None
         self._footer_at = -1  # where the tail says the footer is
         self._tail_ok = False  # the tail points at an intact footer
@@ -250,7 +253,9 @@ class PartFile:
         while pos < self.size:
             raw = self.pread(PREFIX_SIZE, pos)
             if len(raw) < PREFIX_SIZE:
-                if len(raw) != TAIL_SIZE or decode_tail(raw) is None:
+                if raw[: len(SYNC) + 1] == SYNC + bytes([OP_FOOTER]):
+                    self.footer_damaged = True  # a cut-off footer loses no message
+                elif len(raw) != TAIL_SIZE or decode_tail(raw) is None:
                     self._lost(pos, len(raw), "truncated", "file ends inside a frame head", None)
                 return
             pre = parse_prefix(raw, pos)
@@ -263,7 +268,9 @@ class PartFile:
                         self._lost(pos, nxt - pos, "garbage", "unreadable bytes skipped", None)
                         pos = nxt
                         continue
-                    if pre.opcode != OP_FOOTER:  # a cut-off footer loses no message
+                    if pre.opcode == OP_FOOTER:  # a cut-off footer loses no message
+                        self.footer_damaged = True
+                    else:
                         self._lost(pos, self.size - pos, "truncated", "file ends inside a frame")
                     return
                 meta_crc = self.pread(pre.meta_len + 4, pos + PREFIX_SIZE)
@@ -285,6 +292,7 @@ class PartFile:
         end = pre.offset + pre.size
         if end > self.size:
             if pre.opcode == OP_FOOTER:  # a cut-off footer loses no message
+                self.footer_damaged = True
                 return self.size
             lost = name = None
             what = "file ends inside a frame"
@@ -311,7 +319,16 @@ class PartFile:
                 pass
         elif pre.opcode == OP_FOOTER:
             if not self._tail_ok:  # else the footer the tail points at is the one
-                self.footer = self._decode_footer(self._read_frame(pre.offset, OP_FOOTER))
+                footer = self._decode_footer(self._read_frame(pre.offset, OP_FOOTER))
+                if footer is None:
+                    self.footer_damaged = True
+                self.footer = footer
+            if self.size - end <= TAIL_SIZE:
+                # the last frame: what follows is its end marker, or what is left of it
+                if decode_tail(self.pread(TAIL_SIZE, end)) != pre.offset:
+                    self.footer_damaged = True
+                    self.end_marker_damaged = self.footer is not None
+                return self.size
         return end
 
     def _scanned_channel(self, pre: FramePrefix, meta: bytes) -> None:

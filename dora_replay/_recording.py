@@ -153,8 +153,16 @@ class Recording:
 
     @property
     def footer_damaged(self) -> bool:
-        """True when a part was closed with a footer that is now damaged (index rebuilt)."""
+        """True when a part was closed with a footer, but the footer or the 16-byte end marker
+        after it is damaged or cut off (the index was rebuilt by scanning)."""
         return any(p.footer_damaged for p in self.parts)
+
+    @property
+    def end_marker_damaged(self) -> bool:
+        """True when a part's footer is intact but its 16-byte end marker is missing or
+        damaged: nothing in the file is unaccounted for, and ``dora record repair`` rewrites
+        the marker."""
+        return any(p.end_marker_damaged for p in self.parts)
 
     @property
     def problems(self) -> list[Problem]:

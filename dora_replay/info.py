@@ -84,6 +84,7 @@ class RecordingInfo:
     warnings: list[str] = field(default_factory=list)
     readable_messages: int = 0
     damage: list[Damage] = field(default_factory=list)
+    end_marker_damaged: bool = False
 
     @property
     def lost_unknown(self) -> bool:
@@ -148,6 +149,7 @@ def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
             nodes=dataflow_nodes(rec.dataflow_yaml),
             clean=rec.clean,
             footer_damaged=rec.footer_damaged,
+            end_marker_damaged=rec.end_marker_damaged,
             channels=[
                 ChannelSummary(
                     c.name,
