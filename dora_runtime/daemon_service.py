@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import random
+import re
 import signal
 import sys
 from pathlib import Path
@@ -31,7 +33,7 @@ from dora_runtime._ws_protocol import (
     auth_headers,
     reply,
 )
-from dora_runtime._zenoh_bridge import DataflowBridge, ZenohLink, free_endpoint
+from dora_runtime._zenoh_bridge import DataflowBridge, ZenohLink, free_endpoint, zenoh_config
 from dora_runtime.daemon import DEFAULT_GRACE_S, TAP_GRACE_S, Daemon, signal_name
 from dora_runtime.errors import DoraError
 from dora_runtime.tap import TapSpec
@@ -43,6 +45,48 @@ _LOG_FLUSH_S = 0.05
 
 class _Aborted(Exception):
     """The coordinator cancelled a dataflow before its nodes were spawned."""
+
+
+class _Fatal(Exception):
+    """This daemon cannot serve (token or registration refused, Zenoh cannot listen): the
+    message says why, in one line."""
+
+
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: "pick another port, or leave --zenoh-listen out for a free one",
+    errno.EADDRNOTAVAIL: "use an address of this machine (see `ip addr`)",
+    errno.EACCES: "ports below 1024 need privileges: pick a port above 1023",
+}
+
+
+def zenoh_listen_error(endpoint: str, error: BaseException) -> str:
+    """One line for a Zenoh session that could not listen on ``endpoint`` (Zenoh's own message
+    is a Rust error chain with source locations)."""
+    text = str(error)
+    code = re.search(r"os error (\d+)", text)
+    if code is not None:
+        n = int(code.group(1))
+        hint = _LISTEN_HINTS.get(n, "check the address and port")
+        return f"--zenoh-listen {endpoint}: cannot listen there ({os.strerror(n).lower()}): {hint}"
+    why = re.split(r"\s+at /\S+", text)[0]
+    why = why.split('msg: "', 1)[-1].strip().rstrip(".")
+    why = why[:1].lower() + why[1:]
+    return (
+        f"--zenoh-listen {endpoint}: not an endpoint Zenoh can listen on ({why}); expected "
+        "tcp/IP:PORT with an address of this machine, such as tcp/10.0.0.2:7447"
+    )
+
+
+def check_zenoh_listen(endpoint: str) -> None:
+    """Open and close a Zenoh session listening on ``endpoint``, so that a port in use or a
+    malformed endpoint is reported before the daemon registers; ``DoraError`` if it fails."""
+    import zenoh
+
+    try:
+        session = zenoh.open(zenoh_config(endpoint, []))
+    except Exception as e:  # noqa: BLE001 - zenoh.ZError, and config errors
+        raise DoraError(zenoh_listen_error(endpoint, e)) from None
+    session.close()
 
 
 class _Run:
@@ -222,23 +266,26 @@ class DaemonService:
         self.runs: dict[str, _Run] = {}
         self.peer: Peer | None = None
         self._shutdown = asyncio.Event()
-        self._exit_code = 0
         self._last_send: asyncio.Task[None] | None = None
 
     def say(self, line: str) -> None:
         print(f"daemon {self.machine_id}: {line}", file=sys.stderr, flush=True)
 
     async def run(self) -> int:
-        """Serve until ``shutdown`` (from the coordinator, SIGTERM or SIGINT); the exit status."""
+        """Serve until ``shutdown`` (from the coordinator, SIGTERM or SIGINT); returns 0. Raises
+        ``DoraError`` (one line) when it cannot serve: Zenoh cannot listen on its endpoint (checked
+        before registering), or the coordinator refuses its token or its registration."""
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidStatus, WebSocketException
 
+        await asyncio.to_thread(check_zenoh_listen, self.link.listen)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._shutdown.set)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         attempt = 0
         connected_once = False
+        fatal: str | None = None
         while not self._shutdown.is_set():
             try:
                 async with connect(
@@ -252,11 +299,16 @@ class DaemonService:
                     attempt = 0
                     connected_once = True
                     await self._session(Peer(ws))
+            except _Fatal as e:
+                fatal = str(e)
+                break
             except InvalidStatus as e:
                 code = e.response.status_code
                 if code in (401, 403):
-                    self.say(f"the coordinator refused the connection ({code}): check DORA_TOKEN")
-                    self._exit_code = 2
+                    fatal = (
+                        f"the coordinator at {self.url} refused the connection ({code}): wrong or "
+                        "missing token (set DORA_TOKEN, or pass --token-file)"
+                    )
                     break
             except (OSError, TimeoutError, WebSocketException, CoordinatorError):
                 pass
@@ -279,10 +331,22 @@ class DaemonService:
                 await asyncio.wait_for(self._shutdown.wait(), delay)
         await self._stop_all()
         await asyncio.to_thread(self.link.close)
-        return self._exit_code
+        if fatal is not None:
+            raise DoraError(fatal)
+        return 0
 
     async def _session(self, peer: Peer) -> None:
         reader = asyncio.create_task(peer.serve(self._handle))
+        try:
+            await self._registered(peer, reader)
+        finally:
+            if not reader.done():
+                await peer.close()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await reader  # its end (a closed connection) is handled by the caller
+
+    async def _registered(self, peer: Peer, reader: asyncio.Task[None]) -> None:
+        """Register, then serve the coordinator until the connection ends or we shut down."""
         try:
             answer = await peer.request(
                 {
@@ -298,13 +362,15 @@ class DaemonService:
             )
         except CoordinatorError as e:
             if "already connected" in str(e) or "version" in str(e):
-                self.say(f"registration refused: {e}")
-                self._exit_code = 2
-                self._shutdown.set()
-            reader.cancel()
+                raise _Fatal(f"the coordinator at {self.url} refused this daemon: {e}") from None
             raise
         if self.link.session is None:
-            await asyncio.to_thread(self.link.open, list(answer.get("peers", [])))
+            try:
+                await asyncio.to_thread(self.link.open, list(answer.get("peers", [])))
+            except Exception as e:  # noqa: BLE001 - zenoh.ZError: taken since we checked it
+                with contextlib.suppress(CoordinatorError):
+                    await peer.request({"type": "unregister"}, timeout_s=5)
+                raise _Fatal(zenoh_listen_error(self.link.listen, e)) from None
         self.peer = peer
         for run_id in [i for i, r in self.runs.items() if r.result is not None]:
             del self.runs[run_id]  # reported in the registration
@@ -314,10 +380,8 @@ class DaemonService:
         stop.cancel()
         if self._shutdown.is_set() and not reader.done():
             await self._stop_all()  # while connected, so the results reach the coordinator
-        if not reader.done():
-            await peer.close()
-        with contextlib.suppress(Exception):
-            await reader
+            with contextlib.suppress(CoordinatorError):  # gone for good: not `disconnected`
+                await peer.request({"type": "unregister"}, timeout_s=5)
 
     def send_nowait(self, msg: Message) -> None:
         """Send an event without waiting; events leave in the order they were given."""
@@ -446,7 +510,8 @@ def run_daemon(
     token: str | None = None,
     zenoh_listen: str | None = None,
 ) -> int:
-    """``dora daemon``: serve in the foreground until shut down; returns the exit status."""
+    """``dora daemon``: serve in the foreground until shut down; returns the exit status (0), or
+    raises ``DoraError`` (see :meth:`DaemonService.run`)."""
     service = DaemonService(coordinator_url, machine_id, labels, state_dir, token, zenoh_listen)
     return asyncio.run(service.run())
 

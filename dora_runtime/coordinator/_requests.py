@@ -205,5 +205,7 @@ class Requests:
                 await link.peer.request({"type": "shutdown"}, timeout_s=5)
             except CoordinatorError as e:
                 errors.append(f"daemon `{machine}`: {e}")
+        for d in self.c.state.daemons():  # listed again when they register again
+            self.c.state.remove_daemon(d["machine_id"])
         self.c.shutdown_soon()
         return {"stopped": [r.name for r in rows], "errors": errors}

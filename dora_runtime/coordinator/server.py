@@ -6,6 +6,11 @@ restarted coordinator resumes: dataflows that were running become ``recovering``
 daemons reconnect and report them, then ``running`` again. A daemon that stays away (died, or
 restarted without its nodes) fails its dataflows with the reason. CLI requests are in
 ``_requests.py``.
+
+Which daemons it lists: the connected ones, and a disconnected one only while it may come back
+to dataflows that count on it (``DAEMON_LOST_S`` after its connection dropped, ``RECOVER_S``
+after a coordinator restart). Then it is forgotten; so is a daemon that says it leaves for good
+(``unregister``: it shut down, or cannot serve), at once, and every daemon on ``destroy``.
 """
 
 from __future__ import annotations
@@ -91,6 +96,8 @@ class Coordinator:
         #: that give none; not persisted (after a restart the daemons still know it)
         self.start_grace: dict[str, float] = {}
         self._lost_tasks: dict[str, asyncio.Task[None]] = {}
+        self._leaving: set[str] = set()
+        """Daemons that unregistered: forgotten when their connection closes."""
         self._exit = asyncio.Event()
         self._lock_fd: int | None = None
         self.state: StateStore
@@ -195,6 +202,9 @@ class Coordinator:
             for machine in row.machines:
                 if machine not in self.daemons:
                     self.part_lost(row.id, machine, "did not reconnect after a coordinator restart")
+        for d in self.state.daemons():
+            if d["machine_id"] not in self.daemons:
+                self._forget(d["machine_id"], f"did not reconnect within {RECOVER_S:g} s")
 
     # -- connections -----------------------------------------------------------------------
 
@@ -218,7 +228,12 @@ class Coordinator:
         if kind == "register":
             answer = self._register(peer, msg)
             conn["machine"] = msg["machine_id"]
-        elif conn["machine"] is not None and kind in ("node_status", "dataflow_done", "log"):
+        elif conn["machine"] is not None and kind in (
+            "node_status",
+            "dataflow_done",
+            "log",
+            "unregister",
+        ):
             answer = getattr(self, f"_on_{kind}")(conn["machine"], msg)
         else:
             handler = getattr(self.requests, f"on_{kind}", None)
@@ -243,6 +258,7 @@ class Coordinator:
         lost = self._lost_tasks.pop(machine, None)
         if lost is not None:
             lost.cancel()
+        self._leaving.discard(machine)
         link = DaemonLink(machine, dict(msg.get("labels", {})), msg.get("zenoh"), peer)
         peers = [d.zenoh for d in self.daemons.values() if d.zenoh and d.machine_id != machine]
         self.daemons.pop(machine, None)
@@ -288,6 +304,13 @@ class Coordinator:
         self.daemons.pop(machine, None)
         if self._exit.is_set():
             return
+        if machine in self._leaving:
+            self._leaving.discard(machine)
+            for row in self.state.dataflows(active_only=True):
+                if machine in row.machines:
+                    self.part_lost(row.id, machine, "shut down")
+            self._forget(machine, "shut down")
+            return
         self.say(f"daemon `{machine}` disconnected")
         self._lost_tasks[machine] = asyncio.create_task(self._lost_after(machine))
 
@@ -299,6 +322,19 @@ class Coordinator:
         for row in self.state.dataflows(active_only=True):
             if machine in row.machines:
                 self.part_lost(row.id, machine, f"disconnected for {DAEMON_LOST_S:g} s (died?)")
+        self._forget(machine, f"did not reconnect within {DAEMON_LOST_S:g} s")
+
+    def _forget(self, machine: str, why: str) -> None:
+        """Drop a daemon that is not connected from the list (``dora list --daemons``); it is
+        listed again if it registers again."""
+        self.state.remove_daemon(machine)
+        self.say(f"daemon `{machine}` {why}; no longer listed")
+
+    def _on_unregister(self, machine: str, msg: Message) -> dict[str, Any]:
+        """The daemon leaves for good (shutdown, or it cannot serve): forget it once its
+        connection closes, without waiting for it to come back."""
+        self._leaving.add(machine)
+        return {}
 
     def part_lost(self, dataflow_id: str, machine: str, why: str) -> None:
         """The nodes of ``dataflow_id`` on ``machine`` are gone: fail the dataflow, stop the rest."""

@@ -146,6 +146,9 @@ class StateStore:
             (int(connected), time.time(), machine_id),
         )
 
+    def remove_daemon(self, machine_id: str) -> None:
+        self._db.execute("DELETE FROM daemons WHERE machine_id=?", (machine_id,))
+
     def mark_all_daemons_disconnected(self) -> None:
         self._db.execute("UPDATE daemons SET connected=0")
 
