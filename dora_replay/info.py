@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dora_replay._index import REPAIRED_LOST_KEY
 from dora_replay._reader import Problem
 from dora_replay._recording import Recording
 from dora_replay._recording import open as open_recording
@@ -18,7 +19,8 @@ class ChannelSummary:
     """Per-channel statistics; sizes in bytes, rate in Hz, times in ns since the Unix epoch.
     ``message_count`` counts the messages of the chunks in the index, ``readable_messages``
     those that can be read, ``lost_messages`` those known lost: in indexed chunks that fail
-    their CRC or do not decode, and in a chunk cut off at the end of a file (not indexed)."""
+    their CRC or do not decode, and in chunks not indexed: cut off at the end of a file, or
+    whose channel record is lost."""
 
     name: str
     message_count: int
@@ -58,10 +60,20 @@ class RecordingInfo:
     ``Recording.warnings``).
 
     ``message_count`` counts the messages the index lists, including those in chunks that
-    turn out unreadable but not those of a chunk cut off at the end of a file;
-    ``readable_messages`` are the ones that can be read, ``lost_messages`` the ones known lost
-    (a cut-off chunk included); ``damage`` has one entry per problem (``problems`` the same
-    as text, with times in ns)."""
+    turn out unreadable but not those of a chunk cut off at the end of a file (or whose
+    channel record is lost); ``readable_messages`` are the ones that can be read,
+    ``lost_messages`` the ones known lost (a cut-off chunk included), a lower bound when
+    ``lost_unknown`` (some damage held an unknown number); ``damage`` has one entry per
+    problem (``problems`` the same as text, with times in ns), damage that lost no message
+    included (``lost_messages`` 0).
+
+    ``clean``: every part was closed with its footer and end marker intact, so its index
+    was read from the footer; it says nothing about the chunks. ``footer_damaged``: a
+    footer is there but it, or its end marker, is damaged or cut off (index rebuilt by
+    scanning); ``end_marker_damaged``: only the end marker is. ``intact``: what a CI check
+    wants: every chunk was read and checks out, nothing is lost or damaged (``clean``, no
+    ``damage``) and no earlier repair lost messages (``repaired_lost`` absent or ``0`` in
+    ``metadata``); false when the chunks were not read (``verify=False``)."""
 
     paths: list[str]
     format_version: int
@@ -77,6 +89,7 @@ class RecordingInfo:
     metadata: dict[str, str]
     nodes: list[str]
     clean: bool
+    intact: bool = False
     channels: list[ChannelSummary] = field(default_factory=list)
     footer_damaged: bool = False
     problems: list[str] = field(default_factory=list)
@@ -85,11 +98,7 @@ class RecordingInfo:
     readable_messages: int = 0
     damage: list[Damage] = field(default_factory=list)
     end_marker_damaged: bool = False
-
-    @property
-    def lost_unknown(self) -> bool:
-        """Some damage holds an unknown number of messages (unreadable bytes)."""
-        return any(d.lost_messages is None for d in self.damage)
+    lost_unknown: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (what ``dora info --json`` prints)."""
@@ -129,10 +138,14 @@ def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
         if readable is None:
             readable = {c.name: c.message_count for c in chans}
         problems = rec.problems
-        cut_off: dict[str, int] = {}  # channel -> messages of a chunk the file ends inside
+        # channel -> messages of chunks not in the index: the file ends inside them, or their
+        # channel record is lost
+        cut_off: dict[str, int] = {}
         for p in problems:
-            if p.kind == "truncated" and p.channel is not None and p.lost_messages:
+            if p.kind in _UNINDEXED and p.channel is not None and p.lost_messages:
                 cut_off[p.channel] = cut_off.get(p.channel, 0) + p.lost_messages
+        damaged = bool(problems) or not rec.clean or rec.footer_damaged
+        repaired_lost = rec.metadata.get(REPAIRED_LOST_KEY, "0")
         return RecordingInfo(
             paths=[str(p) for p in rec.paths],
             format_version=rec.header.format_version,
@@ -148,6 +161,7 @@ def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
             metadata=rec.metadata,
             nodes=dataflow_nodes(rec.dataflow_yaml),
             clean=rec.clean,
+            intact=verify and not damaged and repaired_lost == "0",
             footer_damaged=rec.footer_damaged,
             end_marker_damaged=rec.end_marker_damaged,
             channels=[
@@ -166,7 +180,7 @@ def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
                 )
                 for c in chans
             ]
-            + [  # a channel whose only chunk was cut off is not in the index at all
+            + [  # a channel whose only chunks were cut off (or lost their channel record)
                 ChannelSummary(name, 0, 0.0, 0, 0, [], 0, None, None, lost, 0)
                 for name, lost in sorted(cut_off.items())
                 if name not in rec.channels
@@ -176,7 +190,11 @@ def recording_info(source: Source, verify: bool = True) -> RecordingInfo:
             warnings=list(rec.warnings),
             readable_messages=sum(readable.values()),
             damage=[_damage(rec, p, start) for p in problems],
+            lost_unknown=any(p.lost_messages is None for p in problems),
         )
+
+
+_UNINDEXED = frozenset({"truncated", "no-channel"})
 
 
 _LOG_TIME = re.compile(r"log time -?\d+\.\.-?\d+ ns")
