@@ -137,6 +137,12 @@ def start(
     name: str | None = typer.Option(None, "--name", help="A name to refer to it by."),
     attach: bool = typer.Option(False, "--attach", help="Stream its logs until it ends."),
     record: Path | None = typer.Option(None, "--record", help="Record it to this .dora file."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace an existing --record file (and the parts NAME_NNN.dora of an earlier split "
+        "recording under that name).",
+    ),
     grace: str | None = typer.Option(None, "--grace", help="Default grace period for stop."),
     url: str | None = _COORD,
 ) -> None:
@@ -149,9 +155,9 @@ def start(
         from dora_replay._index import DATAFLOW_PATH_KEY
         from dora_replay.recorder import RecordOptions, recorder_tap, select_channels
 
-        opts = RecordOptions(output=str(record))
+        opts = RecordOptions(output=str(record), replace_parts=True)  # as `dora run --record`
         opts.metadata.setdefault(DATAFLOW_PATH_KEY, str(dataflow.resolve()))
-        tap = recorder_tap(descriptor, opts, select_channels(descriptor))
+        tap = recorder_tap(descriptor, opts, select_channels(descriptor), overwrite=overwrite)
         taps.append(
             {k: getattr(tap, k) for k in ("id", "command", "channels", "env", "queue_size")}
         )

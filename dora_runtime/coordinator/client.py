@@ -89,7 +89,7 @@ class CoordinatorClient:
             if status == 401:
                 raise CoordinatorError(
                     f"the coordinator at {self.url} refused the connection: wrong or missing token "
-                    "(set DORA_TOKEN or pass --token-file)"
+                    f"(set DORA_TOKEN, or write it to {dora_home() / 'token'}, mode 0600)"
                 ) from None
             raise CoordinatorError(f"cannot connect to {self.url}: {e}") from None
 

@@ -120,3 +120,33 @@ def test_a_node_killed_after_the_grace_period_fails_the_dataflow(cluster: Cluste
     assert cluster.dora("stop", "fine").stdout.startswith("dataflow fine: stopped (stopping took")
     again = cluster.dora("stop", "fine")
     assert again.stdout.strip() == "dataflow fine was already stopped: nothing to stop"
+
+
+def test_error_messages_suggest_options_that_exist(cluster: Cluster, tmp_path: Path) -> None:
+    _local(cluster)
+    path = cluster.write(TALKER)
+    out = cluster.dir / "run.dora"
+    out.write_bytes(b"not a recording")
+    res = cluster.dora("start", str(path), "--name", "r", "--record", str(out), check=False)
+    assert res.returncode == 1
+    assert "pass --overwrite to replace it" in res.stderr
+    assert "--overwrite" in cluster.dora("start", "--help").stdout
+    cluster.dora("start", str(path), "--name", "r", "--record", str(out), "--overwrite")
+    wait_for(lambda: _count(cluster) >= 3, 15, "ticks")
+    cluster.dora("stop", "r")
+    import dora_replay
+
+    assert dora_replay.open(out).channels["talker/out"].message_count >= 3
+
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    token.chmod(0o600)
+    cluster.kill("coordinator", signal.SIGTERM)
+    cluster.procs["coordinator"].wait(10)
+    cluster.coordinator(DORA_TOKEN="s3cret")
+    for verb in (["list"], ["stop", "x"], ["logs", "x"]):
+        res = cluster.dora(*verb, check=False)
+        assert res.returncode == 1
+        assert "wrong or missing token (set DORA_TOKEN, or write it to" in res.stderr
+        assert "--token-file" not in res.stderr, "client commands have no --token-file"
+        assert "--token-file" not in cluster.dora(verb[0], "--help").stdout
