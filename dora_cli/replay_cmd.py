@@ -85,7 +85,12 @@ def replay(
     ),
     log_dir: Path | None = typer.Option(None, "--log-dir", help="Where per-node log files go."),
     stop_after: str | None = typer.Option(
-        None, "--stop-after", help="Stop the replay after this long (wall clock: 30s, 5m)."
+        None,
+        "--stop-after",
+        help=(
+            "Time limit (wall clock, start-up included: 30s, 5m): a replay not finished by "
+            "then is stopped and fails (exit 1); with --loop it just ends the loop."
+        ),
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not show node output."),
 ) -> None:

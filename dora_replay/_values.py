@@ -86,6 +86,22 @@ def drop_fields(arr: pa.Array, names: tuple[str, ...]) -> pa.Array:
     return pa.StructArray.from_arrays(keep_arrays, names=keep_names, mask=mask)
 
 
+def unknown_fields(t: pa.DataType, names: tuple[str, ...]) -> list[str]:
+    """The dotted field paths of ``names`` that a struct type ``t`` does not have (none when
+    ``t`` is not a struct: such values have no fields to check)."""
+    if not pt.is_struct(t):
+        return []
+    out = []
+    for n in names:
+        cur: pa.DataType = t
+        for part in n.split("."):
+            if not pt.is_struct(cur) or cur.get_field_index(part) < 0:
+                out.append(n)
+                break
+            cur = cur.field(part).type
+    return out
+
+
 def _numeric(t: pa.DataType) -> bool:
     return pt.is_integer(t) or pt.is_floating(t) or pt.is_boolean(t)
 

@@ -17,6 +17,7 @@ are counted as ``unpaired`` and do not fail the comparison.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,7 +25,14 @@ from typing import Any
 
 from dora_replay._align import UNRECORDED, Aligner, cause_order
 from dora_replay._recording import Message, Recording
-from dora_replay._values import Errors, ValueDiff, compare_arrays, compare_metadata, short
+from dora_replay._values import (
+    Errors,
+    ValueDiff,
+    compare_arrays,
+    compare_metadata,
+    short,
+    unknown_fields,
+)
 from dora_replay.tolerances import Tolerance, Tolerances, as_tolerances
 
 _MAX_SHOWN = 5
@@ -213,6 +221,8 @@ def compare_outputs(
     dropping_nodes: Iterable[str] | dict[str, str] = (),
     skip_reason: str = SKIP_REASON,
     unpaired_reason: str = UNPAIRED_REASON,
+    cut_ns: int | None = None,
+    left_out: Iterable[str] = (),
 ) -> Comparison:
     """Compare replayed outputs with recorded ones (see the module docstring).
 
@@ -227,7 +237,11 @@ def compare_outputs(
     (``ChannelComparison.skipped``), as the report words it;
     ``unpaired_reason``: what the report says of replayed outputs with no recorded counterpart
     that do not count as extra (``ChannelComparison.unpaired``), e.g.
-    :data:`DAMAGED_UNPAIRED_REASON` when the recording lost messages.
+    :data:`DAMAGED_UNPAIRED_REASON` when the recording lost messages; ``cut_ns``: a replay
+    stopped early had sent the recorded messages up to this publish time (ns since the epoch):
+    a missing output recorded later than that was still on its way (a node was handling its
+    input) and counts as skipped; ``left_out``: recorded channels deliberately not compared
+    (``--channels``), which the notes name as such rather than as absent from the recording.
     """
     tol = tolerances or Tolerances()
     seq_maps = seq_maps or {}
@@ -240,14 +254,40 @@ def compare_outputs(
     )
     result = Comparison()
     for channel in cause_order(wanted, recorded):
-        result.channels[channel] = _compare_channel(channel, aligner, tol, dropping)
+        result.channels[channel] = _compare_channel(channel, aligner, tol, dropping, cut_ns)
         result.channels[channel].skip_reason = skip_reason
         result.channels[channel].unpaired_reason = unpaired_reason
     result.channels = {c: result.channels[c] for c in wanted if c in result.channels}
-    new = sorted(set(replayed) - set(recorded) - set(seq_maps))
+    unselected = set(left_out)
+    new = sorted(set(replayed) - set(recorded) - set(seq_maps) - unselected)
     if new:
         result.notes.append(f"not in the recording, not compared: {', '.join(new)}")
+    skipped = sorted(set(replayed) & unselected)
+    if skipped:
+        result.notes.append(f"not compared (left out by --channels): {', '.join(skipped)}")
+    result.notes += _unused_tolerances(tol, result.channels, recorded)
     return result
+
+
+def _unused_tolerances(
+    tol: Tolerances, compared: dict[str, ChannelComparison], recorded: dict[str, list[Message]]
+) -> list[str]:
+    """Notes on tolerances that cannot apply, most likely typos: a channel pattern that matches
+    no compared channel, a struct field a channel's values do not have."""
+    notes = []
+    for pattern in tol.channels:
+        if not any(c == pattern or fnmatch.fnmatchcase(c, pattern) for c in compared):
+            notes.append(
+                f"tolerance for `{pattern}` matches no compared channel "
+                f"(compared: {', '.join(compared) or 'none'})"
+            )
+    for channel in compared:
+        msgs = recorded.get(channel)
+        fields = tol.for_channel(channel).ignore_fields
+        if msgs and fields and (bad := unknown_fields(msgs[0].data.type, fields)):
+            names = ", ".join(f"`{n}`" for n in bad)
+            notes.append(f"ignore_fields of {channel}: {names} not in its values' fields")
+    return notes
 
 
 def dropped_note(node: str, upstream: str | None = None) -> str:
@@ -261,7 +301,11 @@ def dropped_note(node: str, upstream: str | None = None) -> str:
 
 
 def _compare_channel(
-    channel: str, aligner: Aligner, tols: Tolerances, dropping: dict[str, str]
+    channel: str,
+    aligner: Aligner,
+    tols: Tolerances,
+    dropping: dict[str, str],
+    cut_ns: int | None = None,
 ) -> ChannelComparison:
     tol = tols.for_channel(channel)
     rec = aligner.recorded.get(channel, [])
@@ -269,6 +313,7 @@ def _compare_channel(
     cc = ChannelComparison(channel, tol, recorded_count=len(rec), replayed_count=len(rep))
     node = channel.split("/", 1)[0]
     errors = Errors()
+    in_flight = 0
     for i, j, _cause in aligner.align(channel):
         if i is not None and j is not None:
             d = _compare_pair(channel, i, rec[i], rep[j], tol, errors)
@@ -279,6 +324,9 @@ def _compare_channel(
         elif i is not None:
             if node in dropping:
                 cc.not_reproduced += 1
+                continue
+            if cut_ns is not None and rec[i].publish_time_ns > cut_ns:
+                in_flight += 1
                 continue
             cc.differences.append(
                 Difference(
@@ -303,7 +351,7 @@ def _compare_channel(
                     channel, j, "extra", None, short(m.data), key or m.cause, replayed_seq=m.seq
                 )
             )
-    cc.skipped = len(rec) - len(aligner.rec_in_scope.get(channel, ()))
+    cc.skipped = len(rec) - len(aligner.rec_in_scope.get(channel, ())) + in_flight
     cc.max_abs, cc.max_rel = errors.max_abs, errors.max_rel
     if node in dropping:
         cc.notes.append(dropping[node])

@@ -298,9 +298,17 @@ def replay(
         dropping_nodes=dropping,
         skip_reason=_skip_reason(window, plan, damaged, stopped, cut),
         unpaired_reason=DAMAGED_UNPAIRED_REASON if damaged else UNPAIRED_REASON,
+        cut_ns=sched.origin_ns + run.controller.recorded_time_ns if stopped or cut else None,
+        left_out=[c for c in rec.channels if c not in plan.compared] if channels else (),
     )
     for channel, reason in plan.absent.items():
         comparison.channels[channel].notes.append(reason)
+    cut_note = []
+    if cut and not stopped and not timed_out:  # Ctrl-C, nobody reading, or a feeder ended
+        cut_note.append(
+            f"the replay stopped after {run.controller.messages_sent} of {sched.count} recorded "
+            "message(s) were sent: only their outputs are compared"
+        )
     lost_inputs = sorted({p.channel for p in problems if p.channel in plan.fed_channels})
     if lost_inputs and not comparison.ok:
         comparison.notes.append(
@@ -324,7 +332,7 @@ def replay(
         drops=drops,
         timed_out=timed_out,
         seq_maps=seq_maps,
-        notes=dataflow_notes + _repaired_note(rec.metadata),
+        notes=dataflow_notes + _repaired_note(rec.metadata) + cut_note,
         stopped_by_user=stopped,
         problems=problems,
         recording=Path(path),
@@ -359,11 +367,12 @@ def _skip_reason(
             ("not sent, see --channels", bool(plan.unsent)),
             ("lost from the damaged recording", damaged),
             ("stopped by user", stopped),
-            ("the replay stopped before they were sent", cut and not stopped),
+            ("the replay stopped before they were sent or handled", cut and not stopped),
         )
         if applies
     ]
-    return "their inputs were not replayed" + (f" ({'; '.join(why)})" if why else "")
+    head = "their inputs were not replayed" + (", or not handled yet" if stopped or cut else "")
+    return head + (f" ({'; '.join(why)})" if why else "")
 
 
 def _repaired_note(metadata: dict[str, str]) -> list[str]:

@@ -90,6 +90,28 @@ def test_ignored_fields_and_metadata() -> None:
     assert d.kind == "metadata" and "frame" in " ".join(d.changes)
 
 
+def test_tolerances_that_cannot_apply_are_noted() -> None:
+    """A typo in a tolerance's channel or field name used to pass without a word (the check
+    then failed, with no hint why the tolerance did not help)."""
+    rec = {"det/boxes": [msg("det/boxes", boxes(1), 0)], "plan/t": [msg("plan/t", [1.0], 0)]}
+    tol = parse_tolerance_flag("det/boxs:atol=1")
+    tol = parse_tolerance_flag("det/*:ignore_fields=scroe|label", tol)
+    tol = parse_tolerance_flag("plan/t:ignore_fields=x", tol)  # not a struct: nothing to check
+    notes = compare_outputs(rec, rec, tolerances=tol).notes
+    assert notes == [
+        "tolerance for `det/boxs` matches no compared channel (compared: det/boxes, plan/t)",
+        "ignore_fields of det/boxes: `scroe` not in its values' fields",
+    ]
+    nested = pa.array([{"pose": {"x": 1.0}}])
+    rec = {"a/b": [msg("a/b", nested, 0)]}
+    ok = parse_tolerance_flag("a/b:ignore_fields=pose.x")
+    assert compare_outputs(rec, rec, tolerances=ok).notes == []
+    bad = parse_tolerance_flag("a/b:ignore_fields=pose.y|pose.x.z")
+    assert compare_outputs(rec, rec, tolerances=bad).notes == [
+        "ignore_fields of a/b: `pose.y`, `pose.x.z` not in its values' fields"
+    ]
+
+
 def test_alignment_by_cause_translates_feeder_and_live_seqs() -> None:
     # Recording: the camera's seqs start at 10 and the detector dropped frame 11 (queue full).
     rec = {
