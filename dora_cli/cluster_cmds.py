@@ -44,7 +44,14 @@ def _client(url: str | None, token_file: Path | None = None):  # -> CoordinatorC
 
 
 def up(
-    port: int = typer.Option(0, "--port", help="Coordinator port (0: any free port)."),
+    port: int | None = typer.Option(
+        None,
+        "--port",
+        help="Coordinator port. Default: the port the last coordinator with this $DORA_HOME "
+        "listened on (its daemons may still be retrying it), else any free port; 0: any free "
+        "port.",
+        show_default=False,
+    ),
 ) -> None:
     """Start a coordinator and a local daemon in the background (state in $DORA_HOME)."""
     from dora_runtime.coordinator.local import up as do_up
@@ -56,7 +63,9 @@ def up(
 def destroy(
     grace: str | None = typer.Option(None, "--grace", help="Grace period for running nodes."),
 ) -> None:
-    """Stop every dataflow, the daemons and the coordinator that `dora up` started."""
+    """Stop every dataflow, the coordinator, and every daemon connected to it: the one `dora up`
+    started, and also those started by hand with `dora daemon` (on any machine; each logs why
+    it exits)."""
     from dora_runtime.coordinator.local import destroy as do_destroy
 
     for line in do_destroy(grace_s=duration(grace, "--grace")):
@@ -85,7 +94,12 @@ def daemon(
         help="The coordinator's ws://HOST:PORT (default: $DORA_COORDINATOR, else the one "
         f"`dora up` started, else ws://127.0.0.1:{DEFAULT_PORT}, `dora coordinator`'s port).",
     ),
-    machine_id: str = typer.Option("local", "--machine-id", help="This daemon's machine id."),
+    machine_id: str = typer.Option(
+        "local",
+        "--machine-id",
+        help="This daemon's machine id, as `deploy: machine:` names it (nodes without `deploy:` "
+        "run on `local`).",
+    ),
     labels: list[str] = typer.Option([], "--labels", help="k=v labels for placement; repeatable."),
     zenoh_listen: str | None = typer.Option(
         None, "--zenoh-listen", help="Zenoh endpoint for other daemons (tcp/IP:PORT)."
@@ -146,7 +160,8 @@ def start(
     grace: str | None = typer.Option(None, "--grace", help="Default grace period for stop."),
     url: str | None = _COORD,
 ) -> None:
-    """Start a dataflow on the running daemons; returns once it runs (prints its id and name)."""
+    """Start a dataflow on the running daemons; returns once every node's process was started
+    (prints its name and id). Exits 1 if a node could not be started (the others keep running)."""
     from dora_runtime.descriptor import load_descriptor
 
     descriptor = load_descriptor(dataflow)  # report YAML errors here, with the file's lines
@@ -171,7 +186,17 @@ def start(
     }
     with _client(url) as c:
         answer = c.request(msg, timeout_s=90)
-        typer.echo(f"dataflow {answer['name']} started: {answer['id']}")
+        name = answer["name"]
+        typer.echo(f"dataflow {name} started: {answer['id']}")
+        bad = answer.get("not_started") or {}
+        if bad:
+            why = ", ".join(f"{k} ({v.removeprefix('could not start: ')})" for k, v in bad.items())
+            others = len(descriptor.nodes) - len(bad)
+            tail = f"; the other {others} node(s) run: `dora stop {name}` stops them"
+            message = f"dataflow {name} started, but node(s) could not start: {why}"
+            if not attach:
+                fail(message + (tail if others else ""))
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         if attach:
             _attach(c, answer["id"], answer["name"], [n.id for n in descriptor.nodes])
 

@@ -111,6 +111,7 @@ class _Run:
         self.aborted = False
         self.prepared: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.spawned: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done once every node here was started, or failed to (its first status event)."""
         self.result: dict[str, Any] | None = None
         taps = [TapSpec(**t) for t in msg.get("taps", [])]
         self.daemon = Daemon(
@@ -157,7 +158,8 @@ class _Run:
             missing = await self.bridge.wait_matched()
             if missing:
                 self._print("dora", f"no remote subscriber seen yet for {', '.join(missing)}")
-        self.spawned.set_result(None)
+        if not self.nodes:  # only taps here
+            self.spawned.set_result(None)
 
     async def _main(self) -> None:
         failures: dict[str, str] = {}
@@ -205,6 +207,8 @@ class _Run:
             if status == "failed":
                 failure = self._failure(node_id, returncode)
         self.nodes[node_id] = {"status": status, "returncode": returncode, "failure": failure}
+        if not self.spawned.done() and all(n["status"] != "pending" for n in self.nodes.values()):
+            self.spawned.set_result(None)
         self.service.send_nowait(
             {
                 "type": "node_status",
@@ -239,6 +243,14 @@ class _Run:
         if self._pending_lines:
             lines, self._pending_lines = self._pending_lines, []
             self.service.send_nowait({"type": "log", "dataflow_id": self.id, "lines": lines})
+
+    def not_started(self) -> dict[str, str]:
+        """The nodes whose process could not be started (``Exec format error``...), and why."""
+        return {
+            n: st["failure"]
+            for n, st in self.nodes.items()
+            if st["status"] == "failed" and self.daemon.nodes[n].proc is None
+        }
 
     def report(self) -> dict[str, Any]:
         return {"id": self.id, "nodes": self.nodes, "result": self.result}
@@ -439,7 +451,7 @@ class DaemonService:
         run = self._run(msg)
         run.go.set()
         await run.spawned
-        return {}
+        return {"not_started": run.not_started()}
 
     async def _on_stop(self, msg: Message) -> dict[str, Any]:
         run = self.runs.get(msg["dataflow_id"])
@@ -483,6 +495,7 @@ class DaemonService:
         return {}
 
     async def _on_shutdown(self, msg: Message) -> dict[str, Any]:
+        self.say("shutting down: the coordinator asked (`dora destroy`); stopping what runs here")
         asyncio.get_running_loop().call_later(0.05, self._shutdown.set)
         return {}
 

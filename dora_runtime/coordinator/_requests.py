@@ -67,17 +67,20 @@ class Requests:
         base = {"dataflow_id": dataflow_id, "name": name}
         machines = list(plan.machines)
 
+        not_started: dict[str, str] = {}
+
         async def each(step: str, extra: dict[str, dict[str, Any]]) -> list[str]:
             async def one(m: str) -> str | None:
                 link = links.get(m)
                 if link is None:
                     return f"daemon `{m}` disconnected"
                 try:
-                    await link.peer.request(
+                    answer = await link.peer.request(
                         {"type": step, **base, **extra.get(m, {})}, PREPARE_TIMEOUT_S
                     )
                 except CoordinatorError as e:
                     return f"daemon `{m}`: {e}"
+                not_started.update(answer.get("not_started") or {})
                 return None
 
             return [e for e in await asyncio.gather(*(one(m) for m in machines)) if e]
@@ -104,7 +107,14 @@ class Requests:
         if row is not None and row.status == "starting":
             self.c.state.set_status(dataflow_id, "running")
         self.c.say(f"dataflow {name} ({dataflow_id}) started on {', '.join(machines)}")
-        return {"id": dataflow_id, "name": name, "placement": plan.placement}
+        if not_started:  # the node_status events say it too; they may still be on their way
+            self.c.add_failures(dataflow_id, not_started)
+        return {
+            "id": dataflow_id,
+            "name": name,
+            "placement": plan.placement,
+            "not_started": not_started,
+        }
 
     async def on_stop(self, peer: Peer, msg: Message) -> dict[str, Any]:
         row = self._resolve(msg["dataflow"])

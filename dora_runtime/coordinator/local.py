@@ -52,8 +52,12 @@ def _wait(predicate: Any, timeout_s: float, proc: subprocess.Popen[bytes], what:
         time.sleep(0.05)
 
 
-def up(port: int = 0, home: Path | None = None, machine_id: str = DEFAULT_MACHINE) -> list[str]:
-    """Start the coordinator and a local daemon unless already running; returns what it did."""
+def up(
+    port: int | None = None, home: Path | None = None, machine_id: str = DEFAULT_MACHINE
+) -> list[str]:
+    """Start the coordinator and a local daemon unless already running; returns what it did.
+    ``port`` None: the port the last coordinator listened on (its daemons may be retrying it),
+    else any free one; 0: any free port."""
     home = home or dora_home()
     home.mkdir(parents=True, exist_ok=True)
     said: list[str] = []
@@ -62,20 +66,21 @@ def up(port: int = 0, home: Path | None = None, machine_id: str = DEFAULT_MACHIN
         said.append(f"dora is already running: coordinator at {info['url']} (pid {info['pid']})")
     else:
         if info is not None:
-            said.append(
-                f"the previous coordinator (pid {info['pid']}) died; starting a new one on its "
-                "port so its daemons reconnect"
-            )
-            port = port or int(info.get("port", 0))
             (home / "coordinator.json").unlink(missing_ok=True)
-        elif not port and (last := _last_port(home)):
+            if port is None:
+                said.append(
+                    f"the previous coordinator (pid {info['pid']}) died; starting a new one on "
+                    "its port so its daemons reconnect"
+                )
+                port = int(info.get("port", 0))
+        elif port is None and (last := _last_port(home)):
             said.append(
                 f"starting the coordinator on port {last}, where the last one listened, so "
                 "daemons still running reconnect"
             )
             port = last
         log = home / "coordinator.log"
-        args = ["coordinator", "--port", str(port), "--state-dir", str(home)]
+        args = ["coordinator", "--port", str(port or 0), "--state-dir", str(home)]
         proc = _spawn(args, log)
         info = _wait(lambda: read_info(home), _START_TIMEOUT_S, proc, "the coordinator", log)
         said.append(f"coordinator listening on {info['url']} (pid {info['pid']})")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,3 +151,46 @@ def test_error_messages_suggest_options_that_exist(cluster: Cluster, tmp_path: P
         assert "wrong or missing token (set DORA_TOKEN, or write it to" in res.stderr
         assert "--token-file" not in res.stderr, "client commands have no --token-file"
         assert "--token-file" not in cluster.dora(verb[0], "--help").stdout
+
+
+def test_start_reports_nodes_that_could_not_start(cluster: Cluster) -> None:
+    _local(cluster)
+    bad = cluster.dir / "bad.bin"
+    bad.write_bytes(b"\x00\x01 not a program\n")
+    bad.chmod(0o755)
+    path = cluster.write(TALKER + f"  - id: bad\n    path: {bad}\n", "bad.yml")
+    res = cluster.dora("start", str(path), "--name", "b", check=False)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stdout.startswith("dataflow b started: ")
+    err = res.stderr.strip()
+    assert err.startswith("error: dataflow b started, but node(s) could not start: bad (")
+    assert "Exec format error" in err
+    assert err.endswith("the other 2 node(s) run: `dora stop b` stops them"), err
+    row = cluster.dataflow("b")
+    assert row["status"] == "running" and row["reason"].startswith("failed nodes: bad (could not")
+    wait_for(lambda: _count(cluster) >= 2, 15, "the other nodes to run")
+
+
+def test_help_says_what_the_commands_do(cluster: Cluster) -> None:
+    def text(verb: str) -> str:  # the words, without the boxes and the wrapping
+        return " ".join(re.sub("[│╭╮╰╯─]", " ", cluster.dora(verb, "--help").stdout).split())
+
+    assert "also those started by hand" in text("destroy")
+    up = text("up")
+    assert "[default: 0]" not in up and "the last coordinator" in up
+    assert "[default: local]" in text("daemon")
+
+
+def test_destroy_stops_hand_started_daemons_and_they_say_why(cluster: Cluster) -> None:
+    import json
+
+    try:
+        cluster.dora("up")
+        cluster.url = json.loads((cluster.home / "coordinator.json").read_text())["url"]
+        arm = cluster.daemon("arm")
+        cluster.wait_daemons("local", "arm")
+    finally:
+        down = cluster.dora("destroy").stdout
+    assert "dora is down" in down
+    assert arm.wait(10) == 0
+    assert "shutting down: the coordinator asked (`dora destroy`)" in cluster.log("daemon-arm")
