@@ -350,6 +350,7 @@ def record_running(
     """Attach a recorder to a running dataflow: it records every message sent from now until
     the dataflow stops (on the machine that runs it)."""
     from dora_cli.record_cmd import record_options
+    from dora_replay._index import DATAFLOW_PATH_KEY
     from dora_replay.recorder import recorder_tap
 
     opts = record_options(output, compression, None, None, None, [])
@@ -360,9 +361,12 @@ def record_running(
         if nodes
         else ["*"]
     )
-    tap = recorder_tap(None, opts, patterns, overwrite=overwrite)  # type: ignore[arg-type]
     with _client(url) as c:
-        answer = c.request({"type": "record", "dataflow": dataflow, "tap": tap.__dict__})
+        row = c.request({"type": "dataflow", "dataflow": dataflow})
+        if row.get("descriptor_path"):  # as `dora start --record` stores it: replay needs it
+            opts.metadata.setdefault(DATAFLOW_PATH_KEY, row["descriptor_path"])
+        tap = recorder_tap(None, opts, patterns, overwrite=overwrite)  # type: ignore[arg-type]
+        answer = c.request({"type": "record", "dataflow": row["id"], "tap": tap.__dict__})
     typer.echo(
         f"recording {len(answer['channels'])} channel(s) of `{answer['name']}` to {output} "
         "until it stops"

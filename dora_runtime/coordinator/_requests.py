@@ -1,4 +1,4 @@
-"""The coordinator's CLI requests: start, stop, list, daemons, logs, record, destroy."""
+"""The coordinator's CLI requests: start, stop, list, dataflow, daemons, logs, record, destroy."""
 
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ class Requests:
 
     async def on_list(self, peer: Peer, msg: Message) -> dict[str, Any]:
         return {"dataflows": [r.summary() for r in self.c.state.dataflows()]}
+
+    async def on_dataflow(self, peer: Peer, msg: Message) -> dict[str, Any]:
+        """One dataflow (by name, id or unique id prefix): its ``list`` row and the path of its
+        dataflow file (``dora record`` stores it, so that a replay finds the node files)."""
+        row = self._resolve(msg["dataflow"])
+        return {**row.summary(), "descriptor_path": row.descriptor_path}
 
     async def on_daemons(self, peer: Peer, msg: Message) -> dict[str, Any]:
         rows = self.c.state.daemons()

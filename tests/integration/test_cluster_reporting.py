@@ -194,3 +194,20 @@ def test_destroy_stops_hand_started_daemons_and_they_say_why(cluster: Cluster) -
     assert "dora is down" in down
     assert arm.wait(10) == 0
     assert "shutting down: the coordinator asked (`dora destroy`)" in cluster.log("daemon-arm")
+
+
+def test_recording_a_running_dataflow_stores_its_path(cluster: Cluster) -> None:
+    import dora_replay
+
+    _local(cluster)
+    path = cluster.write(TALKER)
+    cluster.dora("start", str(path), "--name", "live")
+    wait_for(lambda: _count(cluster) >= 2, 15, "ticks")
+    out = cluster.dir / "late.dora"
+    cluster.dora("record", "live", "-o", str(out))
+    seen = _count(cluster)
+    wait_for(lambda: _count(cluster) >= seen + 3, 15, "more ticks")
+    cluster.dora("stop", "live")
+    rec = dora_replay.open(out)
+    # replay finds the node files through it, from any folder
+    assert rec.metadata["dataflow_path"] == str(path.resolve())
