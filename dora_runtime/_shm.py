@@ -20,7 +20,7 @@ import ctypes
 import mmap
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,15 +194,16 @@ class ShmMapper:
         return address, address + len(mm)
 
 
-def unlink_segments(prefix: str) -> list[str]:
-    """Unlink every segment whose name starts with ``prefix``; returns the names removed."""
+def unlink_segments(prefix: str, only: Callable[[str], bool] | None = None) -> list[str]:
+    """Unlink every segment whose name starts with ``prefix`` (and, with ``only``, whose
+    rest of the name it accepts); returns the names removed."""
     removed = []
     try:
         names: Iterable[str] = os.listdir(SHM_DIR)
     except FileNotFoundError:
         return removed
     for name in names:
-        if name.startswith(prefix):
+        if name.startswith(prefix) and (only is None or only(name[len(prefix) :])):
             try:
                 os.unlink(os.path.join(SHM_DIR, name))
                 removed.append(name)

@@ -28,6 +28,7 @@ from dora_runtime._config import EdgeConfig, InputConfig, NodeConfig
 from dora_runtime._ids import uuid7
 from dora_runtime._shm import unlink_segments
 from dora_runtime._spawn import die_with_parent, kill_group, node_command, node_env, pid_alive
+from dora_runtime._zenoh_bridge import BRIDGE_NODE
 from dora_runtime.descriptor import Descriptor, NodeSpec
 from dora_runtime.errors import DoraError
 from dora_runtime.tap import TapSpec
@@ -729,8 +730,21 @@ class Daemon:
                 state.log_file.close()
             if state.listen is not None:
                 state.listen.close()
-        unlink_segments(self.shm_prefix)
+        unlink_segments(self.shm_prefix, self._own_segment)
         shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _own_segment(self, rest: str) -> bool:
+        """Whether the segment named ``shm_prefix + rest`` (``<node>-<pid>-<n>``) is this
+        daemon's to remove: one of its nodes', or its cross-machine bridge's (which runs in this
+        process). Another daemon of the same dataflow on this host (a cluster tried out on one
+        machine) removes its own: removing them here crashed its receivers mid-message."""
+        parts = rest.rsplit("-", 2)
+        if len(parts) != 3:
+            return True  # not a name our pools give: the dataflow's all the same
+        node, pid = parts[0], parts[1]
+        if node == BRIDGE_NODE:
+            return pid == str(os.getpid())
+        return node in self.nodes
 
     def _result(self) -> DataflowResult:
         failures = {}
