@@ -126,9 +126,14 @@ class ChannelComparison:
             s += f"{skipped})"
         else:
             changed = len(self.differences) - self.count("missing") - self.count("extra")
+            largest = (
+                f", largest error abs {self.max_abs:.3g} rel {self.max_rel:.3g}"
+                if self.max_abs
+                else ""
+            )  # what a tolerance would have to allow
             s = (
                 f"{self.channel}: {changed} of {self.recorded_count} message(s) differ, "
-                f"{self.count('missing')} missing, {self.count('extra')} extra{skipped}"
+                f"{self.count('missing')} missing, {self.count('extra')} extra{largest}{skipped}"
             )
         if self.unpaired:
             s += f"; {self.unpaired} replayed output(s) {self.unpaired_reason}"

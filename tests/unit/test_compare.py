@@ -90,6 +90,15 @@ def test_ignored_fields_and_metadata() -> None:
     assert d.kind == "metadata" and "frame" in " ".join(d.changes)
 
 
+def test_a_differing_channel_line_gives_its_largest_error() -> None:
+    rec = {"a/b": [msg("a/b", [1.0, 2.0], 0), msg("a/b", [1.0], 1)]}
+    rep = {"a/b": [msg("a/b", [1.0, 2.5], 0), msg("a/b", [1.1], 1)]}
+    line = compare_outputs(rec, rep).channels["a/b"].summary()
+    assert line == (
+        "a/b: 2 of 2 message(s) differ, 0 missing, 0 extra, largest error abs 0.5 rel 0.25"
+    )
+
+
 def test_tolerances_that_cannot_apply_are_noted() -> None:
     """A typo in a tolerance's channel or field name used to pass without a word (the check
     then failed, with no hint why the tolerance did not help)."""
