@@ -76,8 +76,14 @@ class DoraSession:
         speed = self.settings.speed
         pace = "lockstep" if speed == 0 else f"{speed:g}x"
         mode = ", updating goldens" if self.update_golden else ""
+        new = len(self.selection.missing)
+        # pytest's "collected N items" does not count missing goldens (they have no file)
+        missing = ""
+        if new:
+            missing = f" + {new} golden(s) to create" if self.update_golden else f" + {new} missing"
         return (
-            f"dora: {len(self.selection.recordings)} recording(s), speed {speed:g} ({pace}){mode}"
+            f"dora: {len(self.selection.recordings)} recording(s){missing}, speed {speed:g} "
+            f"({pace}){mode}"
         )
 
     def rel(self, path: Path) -> str:

@@ -194,6 +194,7 @@ def test_missing_golden_is_made_by_update(project) -> None:
     )
     result = project.run("--dora-replay", "golden/new.dora")
     result.assert_outcomes(failed=1)
+    assert "dora: 0 recording(s) + 1 missing, speed 0" in result.stdout.str()
     command = "dora record flow/dataflow.yml -o golden/new.dora --stop-after 1s"
     assert f"create it: {command}" in result.stdout.str()
     assert "or let pytest make it: pytest --dora-replay golden/new.dora --dora-update-golden" in (
@@ -202,6 +203,7 @@ def test_missing_golden_is_made_by_update(project) -> None:
 
     result = project.run("--dora-replay", "golden/new.dora", "--dora-update-golden")
     result.assert_outcomes(passed=1)
+    assert "dora: 0 recording(s) + 1 golden(s) to create, speed 0" in result.stdout.str()
     assert f"golden/new.dora: created with `{command}`" in result.stdout.str()
     assert (project.path / "golden" / "new.dora").exists()
     project.run("--dora-replay", "golden/new.dora", "-v").assert_outcomes(passed=2)
