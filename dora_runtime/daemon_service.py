@@ -143,6 +143,7 @@ class _Run:
                 self.daemon.shm_prefix,
                 list(msg.get("publish", [])),
                 receivers,
+                printer=lambda line: self._print("dora", line),  # in `dora logs` too
             )
             self.daemon.extra_edges.update(self.bridge.edges())
         self.task = asyncio.create_task(self._main())
