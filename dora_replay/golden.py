@@ -92,25 +92,47 @@ def _retimed(
                 paired[(channel, rep_msgs[j].seq)] = rec_msgs[i]
     golden_time = {(c, m.seq): m.publish_time_ns for c, ms in recorded.items() for m in ms}
     merged = sorted((m for msgs in new.values() for m in msgs), key=lambda m: m.log_time_ns)
+    queues = {c: sorted(msgs, key=lambda m: m.seq) for c, msgs in new.items()}
+    done = dict.fromkeys(queues, 0)  # per channel: how many of its messages have their times
     time_of: dict[str, int] = {}
     last_of: dict[str, int] = {}
     last = rec.start_time_ns
     out = []
+
+    def place_upto(channel: str, seq: int) -> None:
+        """Give ``channel``'s messages up to ``seq`` their golden times, in seq order, each
+        after its cause when that is rewritten too (the capture's log times need not follow
+        causes: outputs of several nodes can reach it in one read)."""
+        nonlocal last
+        q = queues.get(channel, [])
+        while done.get(channel, 0) < len(q) and q[done[channel]].seq <= seq:
+            m = q[done[channel]]
+            done[channel] += 1
+            cause_channel, _, cause_seq = (m.cause or "").rpartition("#")
+            if cause_channel in queues and cause_seq.isdigit():
+                place_upto(cause_channel, int(cause_seq))
+            src, sep, seq_text = (m.cause or "").rpartition("#")
+            cause = m.cause
+            if (
+                sep
+                and src in seq_maps
+                and seq_text.isdigit()
+                and int(seq_text) < len(seq_maps[src])
+            ):
+                cause = f"{src}#{seq_maps[src][int(seq_text)]}"
+            match = paired.get((m.channel, m.seq))
+            if match is not None:
+                log_t, pub_t = match.log_time_ns, match.publish_time_ns
+            else:
+                pub_t = _after_cause(m, cause, time_of, root_time, aligner, golden_time, last) + 1
+                pub_t = max(pub_t, last_of.get(m.channel, pub_t - 1) + 1)
+                log_t = pub_t
+            time_of[f"{m.channel}#{m.seq}"] = last_of[m.channel] = pub_t
+            last = max(last, pub_t)
+            out.append(m._replace(cause=cause, log_time_ns=log_t, publish_time_ns=pub_t))
+
     for m in merged:
-        src, sep, seq = (m.cause or "").rpartition("#")
-        cause = m.cause
-        if sep and src in seq_maps and seq.isdigit() and int(seq) < len(seq_maps[src]):
-            cause = f"{src}#{seq_maps[src][int(seq)]}"
-        match = paired.get((m.channel, m.seq))
-        if match is not None:
-            log_t, pub_t = match.log_time_ns, match.publish_time_ns
-        else:
-            pub_t = _after_cause(m, cause, time_of, root_time, aligner, golden_time, last) + 1
-            pub_t = max(pub_t, last_of.get(m.channel, pub_t - 1) + 1)
-            log_t = pub_t
-        time_of[f"{m.channel}#{m.seq}"] = last_of[m.channel] = pub_t
-        last = max(last, pub_t)
-        out.append(m._replace(cause=cause, log_time_ns=log_t, publish_time_ns=pub_t))
+        place_upto(m.channel, m.seq)
     return out
 
 
@@ -129,8 +151,8 @@ def _after_cause(
     key = split_cause(cause)
     if key is None:
         return last
-    if cause != m.cause:  # a fed input, translated to the golden's numbering
-        return root_time.get(key, last)
+    if key in root_time:  # a fed input (in the golden's numbering)
+        return root_time[key]
     if m.cause in time_of:  # a rewritten output, placed before this one
         return time_of[m.cause]
     rec_seq = aligner.rep_to_rec.get(key[0], {}).get(key[1])
