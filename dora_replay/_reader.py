@@ -217,6 +217,8 @@ class PartFile:
         got = self._read_frame(entry.offset, OP_CHUNK)
         if got is None:
             m = entry.meta
+            if any(p.offset == entry.offset and p.kind == "crc" for p in self.problems):
+                return None  # read before: reported once
             self.problems.append(
                 Problem(
                     self.path,

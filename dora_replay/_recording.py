@@ -231,6 +231,8 @@ class Recording:
         kind: str = "bad-chunk",
         channel: str | None = None,
     ) -> None:
+        if any(p.offset == entry.offset and p.path == part.path for p in self._extra_problems):
+            return  # read before: reported once
         n = entry.meta.message_count
         what = f"{channel} ({n} messages)" if channel else f"{n} messages"
         self._extra_problems.append(

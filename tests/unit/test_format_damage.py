@@ -286,3 +286,18 @@ def test_a_repaired_file_says_in_its_metadata_what_the_repair_lost(tmp_path: Pat
     assert "; lost what was recorded after the cut (the file was cut off)" in report.summary()
     with dora_replay.open(cut) as rec:
         assert rec.metadata["repaired_lost"].endswith("+")  # and an unknown number more
+
+
+def test_reading_a_damaged_chunk_twice_reports_it_once(tmp_path: Path) -> None:
+    """Iterating, then verifying (as a replay then ``dora info`` would) reads every chunk
+    again: a damaged chunk is still one problem, its messages counted once."""
+    path = tmp_path / "run.dora"
+    make(path)
+    victim = chunks(path)[4]
+    flip(path, victim.offset + victim.size - 10)
+    with dora_replay.open(path) as rec:
+        assert len(seqs(rec)) == 120 - victim.meta.message_count
+        assert len(seqs(rec)) == 120 - victim.meta.message_count
+        problems = rec.verify()
+        assert [p.lost_messages for p in problems] == [victim.meta.message_count]
+        assert recording_info(path).lost_messages == victim.meta.message_count
