@@ -392,12 +392,13 @@ def _extend_record() -> None:
                 and first not in self.commands
                 and not first.startswith("-")
                 and not Path(first).exists()
+                and not first.endswith((".yml", ".yaml"))  # a mistyped file: say it is missing
             ):
                 args = ["running", *args]
             return super().parse_args(ctx, args)
 
     record_cmd.app.info.cls = _Group
-    record_cmd.app.command("running", hidden=True)(record_running)
+    record_cmd.app.command("running", hidden=True, cls=record_cmd.DefaultCommand)(record_running)
 
 
 __all__ = ["register"]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from dora_cli._common import duration, fail
 
@@ -24,7 +24,19 @@ class _RecordGroup(TyperGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name, cmd, rest = super().resolve_command(ctx, args)
         # usage reads `dora record [OPTIONS] DATAFLOW`, not `dora record dataflow ...`
-        return ("" if name == "dataflow" else name), cmd, rest
+        return ("" if name in ("dataflow", "running") else name), cmd, rest
+
+
+class _Context(typer.Context):
+    @property
+    def command_path(self) -> str:
+        return super().command_path.rstrip()  # the unnamed default command: no double space
+
+
+class DefaultCommand(TyperCommand):
+    """A command of ``dora record`` run without its name (usage: ``dora record [OPTIONS] ...``)."""
+
+    context_class = _Context
 
 
 app = typer.Typer(
@@ -103,7 +115,7 @@ def record_options(
     return opts
 
 
-@app.command("dataflow", hidden=True)
+@app.command("dataflow", hidden=True, cls=DefaultCommand)
 def record_dataflow(
     dataflow: Path = typer.Argument(
         ..., metavar="DATAFLOW", help="The dataflow YAML file to run and record."
@@ -143,6 +155,10 @@ def record_dataflow(
     Stops like `dora run` (Ctrl-C, --stop-after); the recorder keeps everything flushed (at
     least every second) even if the run is killed. To fix a recording cut short by a crash:
     `dora record repair run.dora`.
+
+    DATAFLOW may also be the name or id of a dataflow started with `dora start`: a recorder
+    attaches to it and records from then until it stops (options there: -o, --nodes, --topics,
+    --compression, --overwrite).
     """
     from dora_cli.run_cmd import execute
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import typer
+from _dora_cli import dora
 from typer.testing import CliRunner
 
 import dora_replay
@@ -202,3 +203,19 @@ def test_export_of_a_damaged_file_warns_what_is_missing(
     r = CliRunner().invoke(app, ["export", str(cut), "-f", "mcap", "-o", str(tmp_path / "c.mcap")])
     assert r.exit_code == 0, r.output
     assert "warning:" in r.output and "damaged" in r.output and "could not be read" in r.output
+
+
+def test_record_of_a_missing_dataflow_file_says_so(tmp_path: Path) -> None:
+    """``dora record X`` attaches to a running dataflow named X when no file X exists; a
+    mistyped YAML path used to be taken for such a name and answered "no coordinator is
+    running". The usage line named the hidden sub-command too."""
+    home = {"DORA_HOME": str(tmp_path / "home")}
+    r = dora("record", "flow.yml", "-o", "x.dora", cwd=tmp_path, env=home)
+    assert r.returncode == 1
+    assert r.stderr.strip() == "error: flow.yml: file not found; check the path", r.stderr
+    r = dora("record", "flow.yml", cwd=tmp_path, env=home)
+    assert r.returncode == 2 and "Usage: dora record [OPTIONS] {DATAFLOW}" in r.stderr, r.stderr
+    r = dora("record", "my-dataflow", cwd=tmp_path, env=home)  # a name: attach mode
+    assert r.returncode == 2 and "Usage: dora record [OPTIONS] {DATAFLOW}" in r.stderr, r.stderr
+    r = dora("record", "my-dataflow", "-o", "x.dora", cwd=tmp_path, env=home)
+    assert r.returncode == 1 and "no coordinator is running" in r.stderr, r.stderr
