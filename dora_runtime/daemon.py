@@ -813,6 +813,8 @@ def clean_stale_runs(tmp_dir: str | None = None) -> list[str]:
     base = Path(tmp_dir or tempfile.gettempdir())
     for pid_file in base.glob("dora-*/daemon.pid"):
         try:
+            if pid_file.parent.stat().st_uid != os.getuid():
+                continue  # another user's: not ours to judge (and /tmp would not let us)
             pid = int(pid_file.read_text().strip())
         except (OSError, ValueError):
             continue
