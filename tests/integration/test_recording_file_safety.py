@@ -219,9 +219,10 @@ def test_export_import_and_repair_refuse_to_replace_existing_files(tmp_path: Pat
 def test_repair_summary_of_unreadable_bytes_is_a_whole_sentence(tmp_path: Path) -> None:
     path = _write(tmp_path / "flip.dora")
     part = PartFile(path)
-    victim = part.chunks[len(part.chunks) // 2]
+    victim, last = part.chunks[len(part.chunks) // 2], part.chunks[-1]
     part.close()
-    raw = bytearray(path.read_bytes())
+    # a crash (no footer, whose index would tell what the bytes held)
+    raw = bytearray(path.read_bytes()[: last.offset + last.size])
     raw[victim.offset] ^= 0xFF  # the chunk's sync marker: its bytes can no longer be framed
     path.write_bytes(bytes(raw))
     r = run_dora("record", "repair", str(path), "-o", str(tmp_path / "fixed.dora"))
