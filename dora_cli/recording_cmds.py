@@ -57,6 +57,11 @@ def _errors(path: Path) -> Iterator[None]:
 def _index_note(rec: Any) -> str:
     if rec.clean:
         return ""
+    if rec.end_marker_damaged:
+        return (
+            "  [yellow](end marker damaged: every message is accounted for; "
+            "`dora record repair` rewrites it)[/]"
+        )
     if rec.footer_damaged:
         return "  [yellow](footer damaged: index rebuilt by scanning the chunks)[/]"
     return "  [yellow](no footer: not closed cleanly, index rebuilt)[/]"
@@ -165,9 +170,16 @@ def info(
             soft_wrap=True,
         )
     for d in rec.damage:
-        console.print(f"[red]lost:[/] {escape(d.text)}", highlight=False)
-    if rec.damage:
-        files = list(dict.fromkeys(d.path for d in rec.damage))
+        label = "[yellow]damaged:[/]" if d.lost_messages == 0 else "[red]lost:[/]"
+        console.print(f"{label} {escape(d.text)}", highlight=False)
+    files = list(dict.fromkeys(d.path for d in rec.damage))
+    if rec.damage and all(d.lost_messages == 0 for d in rec.damage):
+        console.print(
+            f"no message lost; `dora record repair {files[0] if len(files) == 1 else 'FILE'}` "
+            "rewrites the damaged part",
+            highlight=False,
+        )
+    elif rec.damage:
         timed = any(d.first_log_time_ns is not None for d in rec.damage)
         console.print(
             f"[red]{_lost(rec)} message(s) lost[/]"
@@ -187,7 +199,7 @@ def _lost(rec: Any) -> str:
 
 def _count_line(rec: Any) -> str:
     """``960 messages``, or ``937 messages readable, 23 lost,`` for a damaged recording."""
-    if not rec.damage:
+    if all(d.lost_messages == 0 for d in rec.damage):  # none, or damage that lost nothing
         return f"{rec.message_count} messages"
     return f"{rec.readable_messages} messages readable, {_lost(rec).removesuffix(' of')} lost,"
 

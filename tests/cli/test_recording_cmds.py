@@ -219,3 +219,33 @@ def test_record_of_a_missing_dataflow_file_says_so(tmp_path: Path) -> None:
     assert r.returncode == 2 and "Usage: dora record [OPTIONS] {DATAFLOW}" in r.stderr, r.stderr
     r = dora("record", "my-dataflow", "-o", "x.dora", cwd=tmp_path, env=home)
     assert r.returncode == 1 and "no coordinator is running" in r.stderr, r.stderr
+
+
+def test_info_on_damage_that_lost_nothing(app: typer.Typer, rec: Path, tmp_path: Path) -> None:
+    """A cut end marker, or a channel record restored from the footer's copy: `dora info` says
+    nothing was lost (it used to print `lost:` and `0 message(s) lost`) and how to rewrite it."""
+    from dora_replay._records import OP_CHANNEL, TAIL_SIZE, decode_tail, parse_prefix
+
+    raw = rec.read_bytes()
+    cut = tmp_path / "cut.dora"
+    cut.write_bytes(raw[:-8])
+    out = CliRunner().invoke(app, ["info", str(cut)]).output
+    assert "75 messages in " in out and "(end marker damaged: every message is accounted for" in out
+    assert not any(line.startswith("lost:") or " lost" in line for line in out.splitlines()[1:])
+    pos, end = 8, len(raw) - TAIL_SIZE if decode_tail(raw[-TAIL_SIZE:]) is not None else len(raw)
+    while pos < end:  # the first CHANNEL record
+        pre = parse_prefix(raw[pos : pos + 20], pos)
+        if pre.opcode == OP_CHANNEL:
+            break
+        pos += pre.size
+    flipped = bytearray(raw)
+    flipped[pos + pre.size - 2] ^= 0xFF
+    bad = tmp_path / "record.dora"
+    bad.write_bytes(bytes(flipped))
+    result = CliRunner().invoke(app, ["info", str(bad)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("75 messages in ") for line in lines), result.output
+    assert any(line.startswith("damaged: ") and "no message lost" in line for line in lines)
+    assert f"no message lost; `dora record repair {bad}` rewrites the damaged part" in lines
+    assert not any(line.startswith("lost:") for line in lines), result.output
