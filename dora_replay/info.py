@@ -202,8 +202,15 @@ _LOG_TIME = re.compile(r"log time -?\d+\.\.-?\d+ ns")
 
 def seconds_span(first_ns: int, last_ns: int, origin_ns: int) -> str:
     """``12.345-12.789 s``: log times (ns since the Unix epoch) as seconds after ``origin_ns``."""
-    a, b = (first_ns - origin_ns) / 1e9, (last_ns - origin_ns) / 1e9
+    # + 0.0: a chunk starting a hair before the origin prints 0.000, not -0.000
+    a, b = (round((t - origin_ns) / 1e9, 3) + 0.0 for t in (first_ns, last_ns))
     return f"{a:.3f} s" if first_ns == last_ns else f"{a:.3f}-{b:.3f} s"
+
+
+def problem_text(rec: Recording, p: Problem) -> str:
+    """What ``p`` says, its log times in seconds from the start of ``rec`` (as ``dora info``
+    prints them) rather than in epoch nanoseconds."""
+    return _damage(rec, p, rec.start_time_ns).text.split(": ", 1)[1]
 
 
 def _damage(rec: Recording, p: Problem, origin_ns: int) -> Damage:

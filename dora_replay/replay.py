@@ -14,6 +14,7 @@ import os
 import shlex
 import tempfile
 from collections import defaultdict
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from dora_replay.compare import (
     dropped_note,
     read_channels,
 )
+from dora_replay.info import problem_text
 from dora_replay.tolerances import Tolerances, as_tolerances
 
 MIN_SPEED, MAX_SPEED = 0.1, 100.0
@@ -254,7 +256,8 @@ def replay(
         ] + list(plan.absent)
         recorded_all = read_channels(rec, live_recorded)
         sched = _schedule(rec, plan, window, recorded_all, lockstep)
-        warnings = list(rec.warnings) + list(plan.warnings) + [p.message for p in rec.problems]
+        said = [problem_text(rec, p) for p in rec.problems]
+        warnings = list(rec.warnings) + list(plan.warnings) + said
         with tempfile.TemporaryDirectory(prefix="dora-replay-") as tmp:
             # a replay killed with -9 leaves this folder: the next dora run or replay removes
             # it, as it removes a killed daemon's run folder (``clean_stale_runs``)
@@ -274,8 +277,9 @@ def replay(
                 printer=printer,
             )
             outcome = run.execute(log_dir, timeout_s, grace_s)
-        warnings += [p.message for p in rec.problems if p.message not in warnings]
-        problems = list(rec.problems)
+        warnings += [t for p in rec.problems if (t := problem_text(rec, p)) not in warnings]
+        # as `dora info` words them: times in seconds from the start, not epoch ns
+        problems = [dc_replace(p, message=problem_text(rec, p)) for p in rec.problems]
         damaged = bool(problems)
     finally:
         rec.close()

@@ -16,6 +16,7 @@ import pytest
 
 import dora_replay
 from dora_replay._reader import PartFile
+from dora_replay.info import problem_text
 from dora_replay.repair import repair
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,8 +54,9 @@ def lost(path: Path) -> tuple[list[str], int]:
     """What the reader says ``path`` lost: problem messages and the count of lost messages."""
     with dora_replay.open(path) as rec:
         problems = rec.verify()
-    assert problems, f"{path} is not damaged"
-    return [p.message for p in problems], sum(p.lost_messages or 0 for p in problems)
+        assert problems, f"{path} is not damaged"
+        texts = [problem_text(rec, p) for p in problems]  # times in seconds, as reports say
+    return texts, sum(p.lost_messages or 0 for p in problems)
 
 
 def damage_head(path: Path) -> str:

@@ -114,3 +114,13 @@ def test_without_reading_the_chunks_nothing_is_called_intact(tmp_path: Path) -> 
     path = tmp_path / "run.dora"
     make(path)
     assert not recording_info(path, verify=False).intact
+
+
+def test_seconds_span_never_prints_a_negative_zero() -> None:
+    """A chunk whose first message was logged a hair before the recording's start printed
+    ``-0.000-0.711 s``."""
+    from dora_replay.info import seconds_span
+
+    origin = 1_700_000_000_000_000_000
+    assert seconds_span(origin - 40_000, origin + 711_000_000, origin) == "0.000-0.711 s"
+    assert seconds_span(origin + 2_500_000_000, origin + 2_500_000_000, origin) == "2.500 s"
