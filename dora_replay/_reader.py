@@ -146,7 +146,17 @@ class PartFile:
         if len(head) < len(MAGIC) or head[: len(MAGIC)] != MAGIC:
             if len(head) < len(MAGIC) and MAGIC.startswith(head):
                 raise self._corrupt(f"truncated inside the file magic ({self.size} bytes)")
-            raise RecordingCorruptError(f"{self.path}: not a .dora recording (bad magic)")
+            hint = ""
+            if self.path.suffix in (".yml", ".yaml"):
+                hint = (
+                    ": it looks like a dataflow file; record it with "
+                    f"`dora record {self.path} -o run.dora`"
+                )
+            elif head[:4] == b"\x89MCA":
+                hint = f": it looks like an MCAP file; `dora import {self.path} -o run.dora` converts it"
+            raise RecordingCorruptError(
+                f"{self.path}: not a .dora recording (it does not start as one){hint}"
+            )
         pre = parse_prefix(head[len(MAGIC) :], len(MAGIC))
         if pre is None or pre.opcode != OP_HEADER:
             if len(head) < len(MAGIC) + PREFIX_SIZE:

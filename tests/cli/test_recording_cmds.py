@@ -249,3 +249,19 @@ def test_info_on_damage_that_lost_nothing(app: typer.Typer, rec: Path, tmp_path:
     assert any(line.startswith("damaged: ") and "no message lost" in line for line in lines)
     assert f"no message lost; `dora record repair {bad}` rewrites the damaged part" in lines
     assert not any(line.startswith("lost:") for line in lines), result.output
+
+
+def test_a_dataflow_or_mcap_file_given_as_a_recording_gets_a_hint(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    yml = tmp_path / "flow.yml"
+    yml.write_text(YAML)
+    mcap = tmp_path / "run.mcap"
+    mcap.write_bytes(b"\x89MCAP0\r\n" + b"\0" * 64)
+    for path, hint in (
+        (yml, f"it looks like a dataflow file; record it with `dora record {yml} -o run.dora`"),
+        (mcap, f"it looks like an MCAP file; `dora import {mcap} -o run.dora` converts it"),
+    ):
+        result = CliRunner().invoke(app, ["info", str(path)])
+        assert result.exit_code == 1
+        assert result.output.strip().endswith(hint), result.output

@@ -186,7 +186,9 @@ def test_an_unreadable_recording_is_one_failing_item_and_the_others_run(project)
     assert "record the golden again: dora record flow/dataflow.yml -o golden/early.dora" in section
     assert "golden/junk.dora::unreadable FAILED" in out
     section = _section(out, " golden/junk.dora (unreadable) ")
-    assert "golden/junk.dora cannot be read: not a .dora recording (bad magic)" in section
+    assert "golden/junk.dora cannot be read: not a .dora recording (it does not start as one)" in (
+        section
+    )
     assert "none of its messages can be replayed, so nothing was compared" in section
     assert "record the golden again: dora record '<dataflow.yml>' -o golden/junk.dora" in section
     assert "Traceback" not in section
