@@ -11,36 +11,17 @@ import textwrap
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
+from _small_recording import YAML, chunks, make
 
 import dora_replay
 from dora_replay._reader import PartFile
 from dora_replay.info import recording_info
 from dora_replay.repair import repair
 
-YAML = "nodes: []\n"
-
-
-def make(path: Path, channels: int = 3, per_channel: int = 40, chunk: int = 300) -> None:
-    """Small chunks (``chunk`` bytes) so the file has many of them."""
-    with dora_replay.open_writer(path, YAML, chunk_size_bytes=chunk) as w:
-        for i in range(per_channel):
-            for c in range(channels):
-                w.write(f"n{c}/o", pa.array([i] * 8), log_time_ns=i, publish_time_ns=i, seq=i)
-
 
 def seqs(rec: dora_replay.Recording) -> list[tuple[str, int]]:
     return [(m.channel, m.seq) for m in rec.iter_messages()]
-
-
-def chunks(path: Path) -> list:
-    """The chunk index entries of ``path``, in file order."""
-    part = PartFile(path)
-    try:
-        return list(part.chunks)
-    finally:
-        part.close()
 
 
 def chunks_end(path: Path) -> int:

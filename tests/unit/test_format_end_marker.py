@@ -7,24 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
+from _small_recording import TOTAL, make
 
 import dora_replay
 from dora_replay._reader import PartFile
 from dora_replay._records import TAIL_SIZE
 from dora_replay.info import recording_info
 from dora_replay.repair import repair
-
-YAML = "nodes: []\n"
-TOTAL = 120
-
-
-def make(path: Path) -> None:
-    with dora_replay.open_writer(path, YAML, chunk_size_bytes=300) as w:
-        for i in range(40):
-            for c in range(3):
-                w.write(f"n{c}/o", pa.array([i] * 8), log_time_ns=i, publish_time_ns=i, seq=i)
 
 
 def footer_size(path: Path) -> int:

@@ -7,30 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow as pa
+from _small_recording import TOTAL, chunks, make
 
-import dora_replay
-from dora_replay._reader import PartFile
 from dora_replay.info import recording_info
 from dora_replay.repair import repair
-
-YAML = "nodes: []\n"
-TOTAL = 120
-
-
-def make(path: Path) -> None:
-    with dora_replay.open_writer(path, YAML, chunk_size_bytes=300) as w:
-        for i in range(40):
-            for c in range(3):
-                w.write(f"n{c}/o", pa.array([i] * 8), log_time_ns=i, publish_time_ns=i, seq=i)
-
-
-def chunks(path: Path) -> list:
-    part = PartFile(path)
-    try:
-        return list(part.chunks)
-    finally:
-        part.close()
 
 
 def flip(path: Path, offset: int) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
+from _small_recording import TOTAL, make
 
 import dora_replay
 from dora_replay._index import Footer
@@ -25,18 +25,8 @@ from dora_replay._records import (
 from dora_replay.info import recording_info
 from dora_replay.repair import repair
 
-YAML = "nodes: []\n"
 CHANNELS = 3
 PER_CHANNEL = 40
-TOTAL = CHANNELS * PER_CHANNEL
-
-
-def make(path: Path) -> None:
-    """Small chunks (300 bytes) so every channel has several."""
-    with dora_replay.open_writer(path, YAML, chunk_size_bytes=300) as w:
-        for i in range(PER_CHANNEL):
-            for c in range(CHANNELS):
-                w.write(f"n{c}/o", pa.array([i] * 8), log_time_ns=i, publish_time_ns=i, seq=i)
 
 
 def frames(path: Path) -> list[tuple[int, int, int, int]]:
