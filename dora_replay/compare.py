@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow.types as pt
+
 from dora_replay._align import UNRECORDED, Aligner, cause_order
 from dora_replay._recording import Message, Recording
 from dora_replay._values import (
@@ -258,7 +260,10 @@ def compare_outputs(
         else {n: dropped_note(n) for n in dropping_nodes}
     )
     result = Comparison()
-    for channel in cause_order(wanted, recorded):
+    for channel in cause_order(sorted({*wanted, *recorded} - set(seq_maps)), recorded):
+        if channel not in wanted:  # not compared, but causes are traced through it
+            aligner.align(channel)
+            continue
         result.channels[channel] = _compare_channel(channel, aligner, tol, dropping, cut_ns)
         result.channels[channel].skip_reason = skip_reason
         result.channels[channel].unpaired_reason = unpaired_reason
@@ -289,7 +294,12 @@ def _unused_tolerances(
     for channel in compared:
         msgs = recorded.get(channel)
         fields = tol.for_channel(channel).ignore_fields
-        if msgs and fields and (bad := unknown_fields(msgs[0].data.type, fields)):
+        if not (msgs and fields):
+            continue
+        kind = msgs[0].data.type
+        if not pt.is_struct(kind):
+            notes.append(f"ignore_fields of {channel}: its values are {kind}, not structs")
+        elif bad := unknown_fields(kind, fields):
             names = ", ".join(f"`{n}`" for n in bad)
             notes.append(f"ignore_fields of {channel}: {names} not in its values' fields")
     return notes

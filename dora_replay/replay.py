@@ -293,7 +293,7 @@ def replay(
     if stopped or cut:
         seq_maps, compared_window = _up_to_stop(sched, window, run.controller)
     comparison = compare_outputs(
-        {c: recorded_all[c] for c in plan.compared},
+        recorded_all,  # not only the compared channels: causes are traced through the others
         replayed,
         tolerances=tol,
         channels=plan.compared,
@@ -307,6 +307,11 @@ def replay(
     )
     for channel, reason in plan.absent.items():
         comparison.channels[channel].notes.append(reason)
+    if plan.unsent:
+        comparison.notes.append(
+            f"not sent (left out by --channels): {', '.join(plan.unsent)}; outputs computed "
+            "from them differ or are skipped"
+        )
     cut_note = []
     if cut and not stopped and not timed_out:  # Ctrl-C, nobody reading, or a feeder ended
         cut_note.append(

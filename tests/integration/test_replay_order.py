@@ -176,3 +176,29 @@ def test_channels_left_out_by_the_flag_are_not_called_absent(
     assert list(result.comparison.channels) == ["filter/smoothed"]
     assert "not compared (left out by --channels): sink/summary" in result.comparison.notes
     assert not any("not in the recording" in n for n in result.comparison.notes), result.report()
+
+
+def test_comparing_only_a_downstream_channel_traces_causes_through_the_others(
+    recording: Path, tmp_path: Path
+) -> None:
+    """A recording stopped after the sensor sent its last scan, before the filter answered:
+    the replayed summary of that scan is unpaired whether or not filter/smoothed is compared
+    too. With only sink/summary compared it used to count as "extra" (its cause could not be
+    traced through the uncompared channel) and fail --assert."""
+    cut = tmp_path / "cut.dora"
+    with dora_replay.open(recording) as rec:
+        last = rec.channels["sensor/scan"].message_count - 1
+        writer = dora_replay.open_writer(cut, rec.header.dataflow_yaml, dict(rec.metadata))
+        for m in rec.iter_messages():
+            if m.channel in ("filter/smoothed", "sink/summary") and m.seq >= last:
+                continue  # the outputs of the last scan were not recorded yet
+            writer.write_message(m)
+        writer.close()
+    full = dora_replay.replay(cut, speed=0, log_dir=tmp_path / "l1", timeout_s=60)
+    only = dora_replay.replay(
+        cut, speed=0, channels=["sink/summary"], log_dir=tmp_path / "l2", timeout_s=60
+    )
+    assert full.comparison.channels["sink/summary"].unpaired == 1, full.report()
+    a, b = full.comparison.channels["sink/summary"], only.comparison.channels["sink/summary"]
+    assert (b.matched, b.unpaired, b.count("extra")) == (a.matched, a.unpaired, 0), only.report()
+    assert only.ok, only.report()

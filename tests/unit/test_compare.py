@@ -105,11 +105,12 @@ def test_tolerances_that_cannot_apply_are_noted() -> None:
     rec = {"det/boxes": [msg("det/boxes", boxes(1), 0)], "plan/t": [msg("plan/t", [1.0], 0)]}
     tol = parse_tolerance_flag("det/boxs:atol=1")
     tol = parse_tolerance_flag("det/*:ignore_fields=scroe|label", tol)
-    tol = parse_tolerance_flag("plan/t:ignore_fields=x", tol)  # not a struct: nothing to check
+    tol = parse_tolerance_flag("plan/t:ignore_fields=x", tol)  # plain numbers: no fields
     notes = compare_outputs(rec, rec, tolerances=tol).notes
     assert notes == [
         "tolerance for `det/boxs` matches no compared channel (compared: det/boxes, plan/t)",
         "ignore_fields of det/boxes: `scroe` not in its values' fields",
+        "ignore_fields of plan/t: its values are double, not structs",
     ]
     nested = pa.array([{"pose": {"x": 1.0}}])
     rec = {"a/b": [msg("a/b", nested, 0)]}
