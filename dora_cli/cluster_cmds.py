@@ -361,7 +361,13 @@ def record_running(
         if nodes
         else ["*"]
     )
-    with _client(url) as c:
+    from dora_runtime._ws_protocol import CoordinatorError
+
+    try:
+        client = _client(url)
+    except CoordinatorError as e:  # maybe a file name mistyped rather than a dataflow's name
+        fail(f"{dataflow}: no such file, and no running dataflow to attach to: {e}")
+    with client as c:
         row = c.request({"type": "dataflow", "dataflow": dataflow})
         if row.get("descriptor_path"):  # as `dora start --record` stores it: replay needs it
             opts.metadata.setdefault(DATAFLOW_PATH_KEY, row["descriptor_path"])

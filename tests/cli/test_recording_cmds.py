@@ -219,6 +219,7 @@ def test_record_of_a_missing_dataflow_file_says_so(tmp_path: Path) -> None:
     assert r.returncode == 2 and "Usage: dora record [OPTIONS] {DATAFLOW}" in r.stderr, r.stderr
     r = dora("record", "my-dataflow", "-o", "x.dora", cwd=tmp_path, env=home)
     assert r.returncode == 1 and "no coordinator is running" in r.stderr, r.stderr
+    assert r.stderr.startswith("error: my-dataflow: no such file, and no running dataflow")
 
 
 def test_info_on_damage_that_lost_nothing(app: typer.Typer, rec: Path, tmp_path: Path) -> None:
