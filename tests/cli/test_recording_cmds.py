@@ -215,6 +215,9 @@ def test_record_of_a_missing_dataflow_file_says_so(tmp_path: Path) -> None:
     assert r.stderr.strip() == "error: flow.yml: file not found; check the path", r.stderr
     r = dora("record", "flow.yml", cwd=tmp_path, env=home)
     assert r.returncode == 2 and "Usage: dora record [OPTIONS] {DATAFLOW}" in r.stderr, r.stderr
+    r = dora("record", cwd=tmp_path, env=home)  # bare: the recording options, not a command list
+    assert r.returncode == 0 and "Usage: dora record [OPTIONS] {DATAFLOW}" in r.stdout, r.stdout
+    assert "--output" in r.stdout and "dora record repair" in r.stdout
     r = dora("record", "my-dataflow", cwd=tmp_path, env=home)  # a name: attach mode
     assert r.returncode == 2 and "Usage: dora record [OPTIONS] {DATAFLOW}" in r.stderr, r.stderr
     r = dora("record", "my-dataflow", "-o", "x.dora", cwd=tmp_path, env=home)
