@@ -19,6 +19,24 @@ from dora_cli import (
     validate_cmd,
 )
 
+
+def _hide_flag_types() -> None:
+    """typer 0.2x shows an on/off flag as ``--assert <bool>``, which reads as if it took a value;
+    leave the type column empty for flags (options with values keep ``<path>``, ``<str>``...)."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None:  # another typer: it shows what it shows
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
+
 app = typer.Typer(
     rich_markup_mode="markdown",
     name="dora",

@@ -197,3 +197,12 @@ def test_a_timer_faster_than_the_daemon_can_tick_does_not_hang_the_run(
     r = dora("run", str(df), "--stop-after", "2s", timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
     assert int((tmp_path / "count").read_text()) > 100
+
+
+def test_help_does_not_show_flags_as_taking_a_value() -> None:
+    """typer showed `--assert <bool>`, `--debug <bool>`: as if they took true/false."""
+    for args in (["--help"], ["replay", "--help"], ["run", "--help"], ["record", "--help"]):
+        r = dora(*args)
+        assert r.returncode == 0, r.stderr
+        assert "<bool>" not in r.stdout, r.stdout
+    assert "<float>" in dora("replay", "--help").stdout  # options with a value keep their type
