@@ -291,6 +291,16 @@ def import_(
         fail(f"{path}: cannot import ({type(e).__name__}: {e}); is it a valid MCAP file?")
     raw = f"; kept raw bytes for {', '.join(report.raw)}" if report.raw else ""
     typer.echo(f"imported {report.messages} messages on {len(report.channels)} channels{raw}")
+    for topic, channel in report.renamed.items():
+        typer.echo(
+            f"note: topic `{topic}` imported as `{channel}`: its name maps to a channel "
+            "another topic has"
+        )
+    if report.renumbered:
+        typer.echo(
+            f"note: seq numbered 0, 1, 2... in time order on {', '.join(report.renumbered)}: "
+            "the MCAP's sequence numbers did not increase (rosbag2 writes 0)"
+        )
 
 
 def repair_command(path: Path, output: Path | None = None, overwrite: bool = False) -> Any:

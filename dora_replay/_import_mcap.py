@@ -27,6 +27,11 @@ class ImportReport:
     messages: int = 0
     channels: dict[str, int] = field(default_factory=dict)
     raw: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)
+    """Topic -> channel, for topics whose channel name would have been another topic's."""
+    renumbered: list[str] = field(default_factory=list)
+    """Channels whose MCAP sequence numbers did not increase (rosbag2 writes 0): numbered
+    0, 1, 2... in log-time order instead, as a replay needs one seq per message."""
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
@@ -60,6 +65,7 @@ class _Channel:
     """Decodes the messages of one MCAP channel into Arrow arrays."""
 
     def __init__(self, schema: Any, channel: Any, ros_factory: Any) -> None:
+        self.topic = channel.topic
         self.name = channel_name(channel.topic)
         self.type: pa.DataType | None = None
         self.decode_ros = None
@@ -151,12 +157,19 @@ def _import(
             for schema, channel, _message in make_reader(f).iter_messages():
                 if channel.id not in chans:
                     chans[channel.id] = _Channel(schema, channel, factory)
+        _unique_names(chans, report)
         items = [(c.name, c.schema_name) for c in chans.values()]
         yaml_text = dora_meta.get("dataflow_yaml") or _dataflow_for({n for n, _ in items}, source)
         user = {k[5:]: v for k, v in dora_meta.items() if k.startswith("meta.")}
         user.setdefault("imported_from", str(source))
         f.seek(0)
         reader = make_reader(f)
+        for c in chans.values():  # what the channel names and Arrow types do not keep
+            if c.name != c.topic:
+                user[f"mcap.topic.{c.name}"] = c.topic
+            if c.decode_ros is not None:
+                user[f"mcap.schema.{c.name}"] = c.schema_name
+        last_seq: dict[str, int] = {}
         with open_writer(tmp, yaml_text, user, compression=compression, max_buffer_bytes=None) as w:
             for i, (_schema, channel, message) in enumerate(
                 reader.iter_messages(log_time_order=True)
@@ -166,12 +179,19 @@ def _import(
                 meta = doc.get("metadata") or None
                 if ch.raw:
                     meta = {"mcap.encoding": ch.encoding, "mcap.schema": ch.schema_name}
+                seq = int(doc.get("seq", message.sequence))
+                prev = last_seq.get(ch.name, -1)
+                if seq <= prev:  # repeated or going back: one seq per message, in order
+                    seq = prev + 1
+                    if ch.name not in report.renumbered:
+                        report.renumbered.append(ch.name)
+                last_seq[ch.name] = seq
                 w.write(
                     ch.name,
                     arr,
                     log_time_ns=message.log_time,
                     publish_time_ns=message.publish_time,
-                    seq=int(doc.get("seq", message.sequence)),
+                    seq=seq,
                     cause=doc.get("cause"),
                     metadata=meta,
                 )
@@ -181,6 +201,21 @@ def _import(
                     progress(i + 1, max(total, i + 1))
         report.raw = sorted({c.name for c in chans.values() if c.raw})
     return report
+
+
+def _unique_names(chans: dict[int, Any], report: ImportReport) -> None:
+    """Give every topic its own channel: a topic whose name maps to a channel another topic
+    already has (``/imu/data`` and ``imu/data``) gets ``_2``, ``_3``... on its output."""
+    taken: dict[str, str] = {}
+    for ch in sorted(chans.values(), key=lambda c: c.topic):
+        name, n = ch.name, 1
+        while taken.get(name, ch.topic) != ch.topic:
+            n += 1
+            name = f"{ch.name}_{n}"
+        if name != ch.name:
+            report.renamed[ch.topic] = name
+            ch.name = name
+        taken[name] = ch.topic
 
 
 def _dataflow_for(names: set[str], source: str | os.PathLike[str]) -> str:

@@ -192,8 +192,8 @@ def _replayed_nodes(
     replace_paths: dict[str, str],
 ) -> list[str]:
     """The nodes fed from the recording, in dataflow order: ``replay_nodes``, and the sensors
-    (fed only by timers or nothing, with a recorded output) not named live, replaced or
-    dynamic. Raises :class:`ReplayError` for unknown nodes or one both replayed and live."""
+    (fed only by timers or nothing) and dynamic nodes with a recorded output, not named live or
+    replaced. Raises :class:`ReplayError` for unknown nodes or one both replayed and live."""
     replay_nodes, live_nodes = list(replay_nodes or []), list(live_nodes or [])
     _unknown(replay_nodes, desc, "--replay-nodes")
     _unknown(live_nodes, desc, "--live-nodes")
@@ -214,9 +214,11 @@ def _replayed_nodes(
                     f"(recorded: {', '.join(sorted(recorded)) or 'nothing'})",
                 )
             replayed.append(node.id)
-        elif node.id in live_nodes or node.id in replace_paths or node.is_dynamic:
+        elif node.id in live_nodes or node.id in replace_paths:
             continue
-        elif _is_source(node) and outs and any(c in recorded for c in outs):
+        elif (_is_source(node) or node.is_dynamic) and any(c in recorded for c in outs):
+            # a dynamic node (what `dora import` writes for each MCAP topic's node) cannot run
+            # here: with recorded outputs, it is replayed whatever its inputs
             replayed.append(node.id)
     return replayed
 

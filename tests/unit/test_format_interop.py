@@ -237,3 +237,43 @@ def test_parquet_export_one_file_per_channel(tmp_path: Path) -> None:
     assert table.num_rows == 2 and table.column("data").to_pylist()[1] == list(range(63, -1, -1))
     assert json.loads(table.column("metadata")[0].as_py()) == {"encoding": "mono8", "width": 8}
     assert table.schema.metadata[b"dora.channel"] == b"cam/image"
+
+
+def write_rosbag2_style(path: Path) -> None:
+    """As rosbag2's MCAP plugin writes: every message's sequence is 0. Also a topic whose name
+    maps to the same channel as another's (``/robot/imu`` and ``robot/imu``)."""
+    from mcap_ros2.writer import Writer
+
+    with path.open("wb") as f:
+        w = Writer(f)
+        twist = w.register_msgdef("geometry_msgs/msg/Twist", TWIST)
+        for i in range(6):
+            t = 1_700_000_000_000_000_000 + i * 10_000_000
+            msg = {
+                "linear": {"x": float(i), "y": 0.0, "z": 0.0},
+                "angular": {"x": 0.0, "y": 0.0, "z": 0.0},
+            }
+            w.write_message("/robot/imu", twist, msg, log_time=t, publish_time=t, sequence=0)
+            if i < 2:
+                w.write_message("robot/imu", twist, msg, log_time=t + 1, publish_time=t, sequence=0)
+        w.finish()
+
+
+def test_rosbag2_zero_sequences_and_colliding_topics(tmp_path: Path) -> None:
+    """rosbag2 writes sequence 0 for every message: imported as is, a lockstep replay (which
+    keys messages by channel and seq) sent one message per channel. And two topics mapping to
+    one channel were merged without a word."""
+    bag, out = tmp_path / "bag.mcap", tmp_path / "bag.dora"
+    write_rosbag2_style(bag)
+    report = import_mcap(bag, out)
+    assert report.channels == {"robot/imu": 6, "robot/imu_2": 2}
+    assert report.renamed == {"robot/imu": "robot/imu_2"}
+    assert sorted(report.renumbered) == ["robot/imu", "robot/imu_2"]
+    with dora_replay.open(out) as rec:
+        first = list(rec.iter_messages(channels="robot/imu"))
+        assert [m.seq for m in first] == list(range(6))
+        assert [m.data.to_pylist()[0]["linear"]["x"] for m in first] == [float(i) for i in range(6)]
+        assert [m.seq for m in rec.iter_messages(channels="robot/imu_2")] == [0, 1]
+        assert rec.metadata["mcap.topic.robot/imu"] == "/robot/imu"
+        assert rec.metadata["mcap.topic.robot/imu_2"] == "robot/imu"
+        assert rec.metadata["mcap.schema.robot/imu"] == "geometry_msgs/msg/Twist"
