@@ -291,6 +291,11 @@ def import_(
         fail(f"{path}: cannot import ({type(e).__name__}: {e}); is it a valid MCAP file?")
     raw = f"; kept raw bytes for {', '.join(report.raw)}" if report.raw else ""
     typer.echo(f"imported {report.messages} messages on {len(report.channels)} channels{raw}")
+    if report.cut:
+        typer.echo(
+            f"note: {path} ends inside a record (cut off, as by a recorder that crashed): "
+            f"imported the {report.messages} message(s) before it"
+        )
     for topic, channel in report.renamed.items():
         typer.echo(
             f"note: topic `{topic}` imported as `{channel}`: its name maps to a channel "

@@ -29,6 +29,8 @@ class ImportReport:
     raw: list[str] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)
     """Topic -> channel, for topics whose channel name would have been another topic's."""
+    cut: bool = False
+    """The file ends inside a record (a recorder that crashed): what came before it is kept."""
     renumbered: list[str] = field(default_factory=list)
     """Channels whose MCAP sequence numbers did not increase (rosbag2 writes 0): numbered
     0, 1, 2... in log-time order instead, as a replay needs one seq per message."""
@@ -138,32 +140,35 @@ def _import(
     factory = DecoderFactory()
     with Path(source).open("rb") as f:
         reader = make_reader(f)
-        summary = reader.get_summary()
-        total = (
-            sum(summary.statistics.channel_message_counts.values())
-            if summary and summary.statistics
-            else 0
-        )
+        try:
+            summary = reader.get_summary()
+        except Exception:  # noqa: BLE001 - the footer is cut off or damaged: scan the file
+            summary = None
         dora_meta: dict[str, str] = {}
-        for m in reader.iter_metadata():
-            if m.name == "dora":
-                dora_meta = dict(m.metadata)
         chans: dict[int, _Channel] = {}
         if summary is not None:
+            total = (
+                sum(summary.statistics.channel_message_counts.values()) if summary.statistics else 0
+            )
+            for m in reader.iter_metadata():
+                if m.name == "dora":
+                    dora_meta = dict(m.metadata)
             for cid, channel in summary.channels.items():
                 chans[cid] = _Channel(summary.schemas.get(channel.schema_id), channel, factory)
-        else:
+        else:  # no summary: written by a streaming writer, or cut off (a recorder that crashed)
             f.seek(0)
-            for schema, channel, _message in make_reader(f).iter_messages():
-                if channel.id not in chans:
-                    chans[channel.id] = _Channel(schema, channel, factory)
+            found, dora_meta, total, report.cut = _scan(f)
+            chans = {cid: _Channel(schema, ch, factory) for cid, (schema, ch) in found.items()}
         _unique_names(chans, report)
         items = [(c.name, c.schema_name) for c in chans.values()]
         yaml_text = dora_meta.get("dataflow_yaml") or _dataflow_for({n for n, _ in items}, source)
         user = {k[5:]: v for k, v in dora_meta.items() if k.startswith("meta.")}
         user.setdefault("imported_from", str(source))
         f.seek(0)
-        reader = make_reader(f)
+        if summary is not None:
+            messages = ((c.id, m) for _, c, m in make_reader(f).iter_messages(log_time_order=True))
+        else:
+            messages = _stream_messages(f)
         for c in chans.values():  # what the channel names and Arrow types do not keep
             if c.name != c.topic:
                 user[f"mcap.topic.{c.name}"] = c.topic
@@ -171,10 +176,8 @@ def _import(
                 user[f"mcap.schema.{c.name}"] = c.schema_name
         last_seq: dict[str, int] = {}
         with open_writer(tmp, yaml_text, user, compression=compression, max_buffer_bytes=None) as w:
-            for i, (_schema, channel, message) in enumerate(
-                reader.iter_messages(log_time_order=True)
-            ):
-                ch = chans[channel.id]
+            for i, (channel_id, message) in enumerate(messages):
+                ch = chans[channel_id]
                 arr, doc = ch.decode(message.data)
                 meta = doc.get("metadata") or None
                 if ch.raw:
@@ -201,6 +204,52 @@ def _import(
                     progress(i + 1, max(total, i + 1))
         report.raw = sorted({c.name for c in chans.values() if c.raw})
     return report
+
+
+def _stream(f: Any) -> Any:
+    """The records of an MCAP file in file order, up to where it ends or stops making sense
+    (a file cut off mid-record ends there; ``CUT`` is then the last item)."""
+    from mcap.stream_reader import StreamReader
+
+    try:
+        yield from StreamReader(f, skip_magic=False).records
+    except Exception:  # noqa: BLE001 - EndOfFile, or garbage where the file was cut
+        yield CUT
+
+
+CUT = object()
+
+
+def _scan(f: Any) -> tuple[dict[int, tuple[Any, Any]], dict[str, str], int, bool]:
+    """First pass over a file without a summary: its channels (id -> (schema, channel)), the
+    ``dora`` metadata, how many messages, and whether it is cut off."""
+    from mcap.records import Channel, Message, Metadata, Schema
+
+    schemas: dict[int, Any] = {}
+    channels: dict[int, tuple[Any, Any]] = {}
+    meta: dict[str, str] = {}
+    count, cut = 0, False
+    for r in _stream(f):
+        if r is CUT:
+            cut = True
+        elif isinstance(r, Schema):
+            schemas[r.id] = r
+        elif isinstance(r, Channel):
+            channels[r.id] = (schemas.get(r.schema_id), r)
+        elif isinstance(r, Message):
+            count += 1
+        elif isinstance(r, Metadata) and r.name == "dora":
+            meta = dict(r.metadata)
+    return channels, meta, count, cut
+
+
+def _stream_messages(f: Any) -> Any:
+    """(channel id, message) in file order, up to where the file is cut off."""
+    from mcap.records import Message
+
+    for r in _stream(f):
+        if isinstance(r, Message):
+            yield r.channel_id, r
 
 
 def _unique_names(chans: dict[int, Any], report: ImportReport) -> None:

@@ -277,3 +277,29 @@ def test_rosbag2_zero_sequences_and_colliding_topics(tmp_path: Path) -> None:
         assert rec.metadata["mcap.topic.robot/imu"] == "/robot/imu"
         assert rec.metadata["mcap.topic.robot/imu_2"] == "robot/imu"
         assert rec.metadata["mcap.schema.robot/imu"] == "geometry_msgs/msg/Twist"
+
+
+def test_a_cut_off_mcap_imports_what_comes_before_the_cut(tmp_path: Path) -> None:
+    """What a crashed `ros2 bag record` leaves: no summary, a last record cut in two. The
+    import used to fail on the whole file."""
+    from mcap_ros2.writer import Writer
+
+    bag = tmp_path / "bag.mcap"
+    with bag.open("wb") as f:
+        w = Writer(f, chunk_size=256)  # many chunks, as a long recording has
+        twist = w.register_msgdef("geometry_msgs/msg/Twist", TWIST)
+        for i in range(40):
+            msg = {
+                "linear": {"x": float(i), "y": 0.0, "z": 0.0},
+                "angular": {"x": 0, "y": 0, "z": 0},
+            }
+            w.write_message("/cmd_vel", twist, msg, log_time=i, publish_time=i, sequence=i)
+        w.finish()
+    raw = bag.read_bytes()
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(raw[: len(raw) // 2])
+    report = import_mcap(cut, tmp_path / "cut.dora")
+    assert report.cut and 5 < report.messages < 40, report
+    with dora_replay.open(tmp_path / "cut.dora") as rec:
+        got = [m.data.to_pylist()[0]["linear"]["x"] for m in rec.iter_messages()]
+    assert got == [float(i) for i in range(report.messages)]
