@@ -52,15 +52,21 @@ class _Edge:
             self.kill()  # the receiver is gone; its input is closed on its side
 
     def wait_for_room(self) -> None:
-        """Backpressure for shared-memory payloads: at most ``queue_size`` unreleased regions."""
-        q = self.outstanding
-        while q and q[0][0].slot_released(q[0][1]):
-            q.popleft()
-        while len(q) >= self.cfg.queue_size and self.alive:
-            region, slot = q[0]
+        """Backpressure for shared-memory payloads: at most ``queue_size`` unreleased regions.
+
+        Released regions are dropped wherever they are in the queue: a receiver may keep one
+        message (a background frame) and release the later ones, and the one it keeps must not
+        hold back the room the others gave."""
+        self._drop_released()
+        while len(self.outstanding) >= self.cfg.queue_size and self.alive:
+            region, slot = self.outstanding[0]
             wait_released(region, slot, _BACKPRESSURE_POLL_S)
-            while q and q[0][0].slot_released(q[0][1]):
-                q.popleft()
+            self._drop_released()
+
+    def _drop_released(self) -> None:
+        q = self.outstanding
+        if any(r.slot_released(s) for r, s in q):
+            self.outstanding = deque((r, s) for r, s in q if not r.slot_released(s))
 
 
 class _Output:

@@ -368,6 +368,7 @@ class Daemon:
         if state.proc is not None:
             state.returncode = await self._wait_exit(state, state.proc)
             state.exited = True
+            self._check_ready()  # it may have been the last one timers and --stop-after wait for
         self._report_exit(state)
         self._status(state.spec.id, "exited", state.returncode)
         await self._broadcast(["EXITED", state.spec.id], exclude=state.spec.id)
