@@ -178,7 +178,14 @@ def _import(
         with open_writer(tmp, yaml_text, user, compression=compression, max_buffer_bytes=None) as w:
             for i, (channel_id, message) in enumerate(messages):
                 ch = chans[channel_id]
-                arr, doc = ch.decode(message.data)
+                try:
+                    arr, doc = ch.decode(message.data)
+                except (ValueError, TypeError, OverflowError, pa.ArrowException) as e:
+                    raise ValueError(  # the CLI prefixes the file's name
+                        f"message {i + 1} (topic `{ch.topic}`) has a value Arrow cannot hold or "
+                        f"that does not match its schema ({type(e).__name__}: {e}); nothing "
+                        "was written"
+                    ) from None
                 meta = doc.get("metadata") or None
                 if ch.raw:
                     meta = {"mcap.encoding": ch.encoding, "mcap.schema": ch.schema_name}

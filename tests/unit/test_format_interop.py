@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from mcap.reader import make_reader
 
 import dora_replay
@@ -303,3 +304,19 @@ def test_a_cut_off_mcap_imports_what_comes_before_the_cut(tmp_path: Path) -> Non
     with dora_replay.open(tmp_path / "cut.dora") as rec:
         got = [m.data.to_pylist()[0]["linear"]["x"] for m in rec.iter_messages()]
     assert got == [float(i) for i in range(report.messages)]
+
+
+def test_a_value_arrow_cannot_hold_names_the_message_and_topic(tmp_path: Path) -> None:
+    """A ROS uint64 of 2**64 - 1 failed the import with 'is it a valid MCAP file?'."""
+    from mcap_ros2.writer import Writer
+
+    bag = tmp_path / "u64.mcap"
+    with bag.open("wb") as f:
+        w = Writer(f)
+        schema = w.register_msgdef("std_msgs/msg/UInt64", "uint64 data")
+        w.write_message("/big", schema, {"data": 5}, log_time=1, publish_time=1, sequence=1)
+        w.write_message("/big", schema, {"data": 2**64 - 1}, log_time=2, publish_time=2, sequence=2)
+        w.finish()
+    with pytest.raises(ValueError, match=r"message 2 \(topic `/big`\) has a value Arrow cannot"):
+        import_mcap(bag, tmp_path / "u64.dora")
+    assert not (tmp_path / "u64.dora").exists()
