@@ -17,9 +17,7 @@ class _RecordGroup(TyperGroup):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         # `dora record --help` shows the recording options (the common case) rather than a
         # list of one sub-command; that help names `dora record repair` too.
-        if not args:  # bare `dora record`: the recording options, not a list of one command
-            args = ["dataflow", "--help"]
-        elif args[0] not in self.commands:
+        if not args or args[0] not in self.commands:  # bare: "missing DATAFLOW", as `dora run`
             args = ["dataflow", *args]
         return super().parse_args(ctx, args)
 

@@ -290,7 +290,7 @@ def import_(
     except Exception as e:  # the mcap package raises its own types for damaged files
         fail(f"{path}: cannot import ({type(e).__name__}: {e}); is it a valid MCAP file?")
     raw = f"; kept raw bytes for {', '.join(report.raw)}" if report.raw else ""
-    typer.echo(f"imported {report.messages} messages on {len(report.channels)} channels{raw}")
+    typer.echo(f"imported {report.messages} message(s) on {len(report.channels)} channel(s){raw}")
     if report.cut:
         typer.echo(
             f"note: {path} ends inside a record (cut off, as by a recorder that crashed): "
