@@ -195,7 +195,7 @@ def test_export_import_and_repair_refuse_to_replace_existing_files(tmp_path: Pat
     assert r.returncode == 1 and "--overwrite" in one_error_line(r.stderr)
     assert target.read_bytes() == target_bytes
     r = run_dora("import", str(mcap), "-o", str(target), "--overwrite")
-    assert r.returncode == 0 and "imported 40 messages" in r.stdout, r.stderr
+    assert r.returncode == 0 and "imported 40 message(s)" in r.stdout, r.stderr
     with dora_replay.open(target) as rec:
         assert rec.message_count == 40
 
