@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from _cli import run_dora
 
 import dora_replay
 
@@ -76,16 +77,6 @@ def _dataflow(tmp_path: Path) -> Path:
     return df
 
 
-def _dora(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dora_cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
 def _sent(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
@@ -101,7 +92,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 def test_run_record_keeps_every_message_with_values(tmp_path: Path, env: dict[str, str]) -> None:
     df = _dataflow(tmp_path)
     out = tmp_path / "run.dora"
-    r = _dora("run", str(df), "--stop-after", "1.5", "--record", str(out), env=env)
+    r = run_dora("run", str(df), "--stop-after", "1.5", "--record", str(out), env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "recorded" in r.stdout
     sent = _sent(tmp_path / "sent.jsonl")
@@ -128,7 +119,7 @@ def test_run_record_keeps_every_message_with_values(tmp_path: Path, env: dict[st
 def test_record_topics_selects_channels(tmp_path: Path, env: dict[str, str]) -> None:
     df = _dataflow(tmp_path)
     out = tmp_path / "sel.dora"
-    r = _dora(
+    r = run_dora(
         "record",
         str(df),
         "-o",
@@ -149,7 +140,9 @@ def test_record_topics_selects_channels(tmp_path: Path, env: dict[str, str]) -> 
 
 def test_record_unknown_topic_is_one_line_error(tmp_path: Path, env: dict[str, str]) -> None:
     df = _dataflow(tmp_path)
-    r = _dora("record", str(df), "-o", str(tmp_path / "x.dora"), "--topics", "sender/nope", env=env)
+    r = run_dora(
+        "record", str(df), "-o", str(tmp_path / "x.dora"), "--topics", "sender/nope", env=env
+    )
     assert r.returncode == 1
     assert "sender/nope" in r.stderr and "sender/small" in r.stderr
     assert "Traceback" not in r.stderr
@@ -188,7 +181,7 @@ def test_kill_9_of_whole_run_keeps_flushed_chunks(tmp_path: Path, env: dict[str,
     rec = dora_replay.open(out)
     got = {m.metadata["i"] for m in rec.iter_messages(channels=["sender/small"])}
     assert must_have <= got, f"lost {sorted(must_have - got)[:10]}"
-    r = _dora("record", "repair", str(out), "-o", str(tmp_path / "fixed.dora"), env=env)
+    r = run_dora("record", "repair", str(out), "-o", str(tmp_path / "fixed.dora"), env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     fixed = dora_replay.open(tmp_path / "fixed.dora")
     assert {m.metadata["i"] for m in fixed.iter_messages(channels=["sender/small"])} == got
