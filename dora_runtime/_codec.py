@@ -131,14 +131,9 @@ def encode_payload(
         return None, ["n"]
     view = _primitive_view(arr)
     if view is not None:
-        return _encode_primitive(view[0], len(arr), view[1], acquire, inline_below)
+        return encode_primitive(view[0], len(arr), view[1], acquire, inline_below)
     if arr.nbytes < inline_below:
-        ipc = _ipc_bytes(arr)
-        if len(ipc) < inline_below:
-            return None, ["i", ipc]
-        region = acquire(len(ipc))
-        region.payload(len(ipc))[:] = ipc
-        return region, ["s", region.name, DATA_OFFSET, len(ipc), 0]
+        return encode_ipc(_ipc_bytes(arr), acquire, inline_below)
     size = _ipc_size(arr)
     region = acquire(size)
     batch = _batch(arr)
@@ -155,10 +150,23 @@ def encode_bytes(
     ``send_output_raw``'s inline sample), without wrapping it in an Arrow array first: the
     wrapper would be unwrapped again at once, and on a CPU gone cold between messages those
     two pyarrow calls cost tens of microseconds."""
-    return _encode_primitive("uint8", data.nbytes, data, acquire, inline_below)
+    return encode_primitive("uint8", data.nbytes, data, acquire, inline_below)
 
 
-def _encode_primitive(
+def encode_ipc(
+    ipc: bytes | memoryview, acquire: Callable[[int], Region], inline_below: int
+) -> tuple[Region | None, list[Any]]:
+    """An Arrow IPC stream ``ipc``: inline (kind ``i``) under ``inline_below`` bytes, else
+    copied into a region from ``acquire(nbytes)`` (kind ``s``)."""
+    n = len(ipc)
+    if n < inline_below:
+        return None, ["i", ipc]
+    region = acquire(n)
+    region.payload(n)[:] = ipc
+    return region, ["s", region.name, DATA_OFFSET, n, 0]
+
+
+def encode_primitive(
     name: str,
     length: int,
     mv: memoryview,

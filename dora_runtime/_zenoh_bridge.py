@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -40,9 +41,9 @@ from typing import Any
 import msgpack
 
 from dora_runtime import _framing
-from dora_runtime._codec import INLINE_THRESHOLD
+from dora_runtime._codec import INLINE_THRESHOLD, encode_ipc, encode_primitive
 from dora_runtime._config import EdgeConfig
-from dora_runtime._shm import DATA_OFFSET, MAX_SLOTS, Region, ShmMapper, ShmPool
+from dora_runtime._shm import MAX_SLOTS, ShmMapper, ShmPool
 from dora_runtime.errors import TransportError
 
 BRIDGE_NODE = "dora-bridge"
@@ -408,15 +409,14 @@ class DataflowBridge:
                 t.writer.write(out)
             return
         head = ["S", *frame[1:5]]
-        n = len(data)
+        pool = self._shm
         for first in range(0, len(live), MAX_SLOTS):
             group = live[first : first + MAX_SLOTS]
-            region: Region = self._shm.acquire(n, [t.owner for t in group])
-            region.payload(n)[:] = data
-            if kind == "p":
-                payload = ["q", region.name, DATA_OFFSET, n, 0, frame[6], frame[7]]
+            acquire = functools.partial(pool.acquire, owners=[t.owner for t in group])
+            if kind == "p":  # the same payload a local sender writes (``_codec``)
+                _, payload = encode_primitive(frame[6], frame[7], memoryview(data), acquire, 0)
             else:
-                payload = ["s", region.name, DATA_OFFSET, n, 0]
+                _, payload = encode_ipc(data, acquire, 0)
             for slot, t in enumerate(group):
                 payload[4] = slot
                 t.writer.write(_framing.encode(head + payload))
