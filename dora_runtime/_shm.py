@@ -194,6 +194,13 @@ class ShmMapper:
         return address, address + len(mm)
 
 
+def segment_creator(name: str) -> tuple[str, str] | None:
+    """``(pool prefix, pid)`` of a segment ``ShmPool`` named ``<prefix>-<pid>-<n>``; None for
+    another name."""
+    parts = name.rsplit("-", 2)
+    return (parts[0], parts[1]) if len(parts) == 3 else None
+
+
 def unlink_segments(prefix: str, only: Callable[[str], bool] | None = None) -> list[str]:
     """Unlink every segment whose name starts with ``prefix`` (and, with ``only``, whose
     rest of the name it accepts); returns the names removed."""

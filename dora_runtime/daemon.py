@@ -26,7 +26,7 @@ from typing import Any
 from dora_runtime import _framing
 from dora_runtime._config import EdgeConfig, InputConfig, NodeConfig
 from dora_runtime._ids import uuid7
-from dora_runtime._shm import unlink_segments
+from dora_runtime._shm import segment_creator, unlink_segments
 from dora_runtime._spawn import die_with_parent, kill_group, node_command, node_env, pid_alive
 from dora_runtime._zenoh_bridge import BRIDGE_NODE
 from dora_runtime.descriptor import Descriptor, NodeSpec
@@ -739,10 +739,10 @@ class Daemon:
         daemon's to remove: one of its nodes', or its cross-machine bridge's (which runs in this
         process). Another daemon of the same dataflow on this host (a cluster tried out on one
         machine) removes its own: removing them here crashed its receivers mid-message."""
-        parts = rest.rsplit("-", 2)
-        if len(parts) != 3:
+        creator = segment_creator(rest)  # a pool prefix is the dataflow's plus the node id
+        if creator is None:
             return True  # not a name our pools give: the dataflow's all the same
-        node, pid = parts[0], parts[1]
+        node, pid = creator
         if node == BRIDGE_NODE:
             return pid == str(os.getpid())
         return node in self.nodes
