@@ -210,12 +210,12 @@ def seconds_span(first_ns: int, last_ns: int, origin_ns: int) -> str:
 def problem_text(rec: Recording, p: Problem) -> str:
     """What ``p`` says, its log times in seconds from the start of ``rec`` (as ``dora info``
     prints them) rather than in epoch nanoseconds."""
-    return _damage(rec, p, rec.start_time_ns).text.split(": ", 1)[1]
+    return _timed(rec, p, rec.start_time_ns)[0]
 
 
-def _damage(rec: Recording, p: Problem, origin_ns: int) -> Damage:
-    """``p`` with the log times of its chunk (when the index has it) and a text that gives them
-    in seconds from ``origin_ns`` rather than in epoch nanoseconds."""
+def _timed(rec: Recording, p: Problem, origin_ns: int) -> tuple[str, int | None, int | None]:
+    """``p``'s message with the log times of its chunk (when the index has it) in seconds from
+    ``origin_ns`` rather than in epoch nanoseconds, and those log times."""
     entry = next(
         (
             e
@@ -226,14 +226,18 @@ def _damage(rec: Recording, p: Problem, origin_ns: int) -> Damage:
         ),
         None,
     )
-    first = last = None
-    text = p.message
-    if entry is not None:
-        first, last = entry.meta.start_log_time_ns, entry.meta.end_log_time_ns
-        span = seconds_span(first, last, origin_ns)
-        text, n = _LOG_TIME.subn(f"at {span}", text)
-        if not n:
-            text = f"{text} (at {span})"
+    if entry is None:
+        return p.message, None, None
+    first, last = entry.meta.start_log_time_ns, entry.meta.end_log_time_ns
+    span = seconds_span(first, last, origin_ns)
+    text, n = _LOG_TIME.subn(f"at {span}", p.message)
+    return (text if n else f"{text} (at {span})"), first, last
+
+
+def _damage(rec: Recording, p: Problem, origin_ns: int) -> Damage:
+    """``p`` as ``dora info`` lists it: its chunk's log times, and a text that gives them in
+    seconds from ``origin_ns``."""
+    text, first, last = _timed(rec, p, origin_ns)
     return Damage(
         str(p.path),
         p.offset,
