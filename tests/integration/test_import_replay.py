@@ -4,13 +4,10 @@ docs/cli.md describes: every message arrives, in order, at `--speed 0`."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from _cli import run_dora
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_format_interop import write_rosbag2_style  # noqa: E402
+from _ros_bags import write_rosbag2_style
 
 LISTENER = """
 import json, os

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _ros_bags import TWIST, write_rosbag2_style
 from mcap.reader import make_reader
 
 import dora_replay
@@ -18,14 +19,6 @@ from dora_replay._import_mcap import channel_name, import_mcap
 
 YAML = "nodes:\n  - id: cam\n    path: cam.py\n    outputs: [image]\n"
 
-TWIST = """geometry_msgs/Vector3 linear
-geometry_msgs/Vector3 angular
-================================================================================
-MSG: geometry_msgs/Vector3
-float64 x
-float64 y
-float64 z
-"""
 
 IMU = """std_msgs/Header header
 geometry_msgs/Quaternion orientation
@@ -238,26 +231,6 @@ def test_parquet_export_one_file_per_channel(tmp_path: Path) -> None:
     assert table.num_rows == 2 and table.column("data").to_pylist()[1] == list(range(63, -1, -1))
     assert json.loads(table.column("metadata")[0].as_py()) == {"encoding": "mono8", "width": 8}
     assert table.schema.metadata[b"dora.channel"] == b"cam/image"
-
-
-def write_rosbag2_style(path: Path) -> None:
-    """As rosbag2's MCAP plugin writes: every message's sequence is 0. Also a topic whose name
-    maps to the same channel as another's (``/robot/imu`` and ``robot/imu``)."""
-    from mcap_ros2.writer import Writer
-
-    with path.open("wb") as f:
-        w = Writer(f)
-        twist = w.register_msgdef("geometry_msgs/msg/Twist", TWIST)
-        for i in range(6):
-            t = 1_700_000_000_000_000_000 + i * 10_000_000
-            msg = {
-                "linear": {"x": float(i), "y": 0.0, "z": 0.0},
-                "angular": {"x": 0.0, "y": 0.0, "z": 0.0},
-            }
-            w.write_message("/robot/imu", twist, msg, log_time=t, publish_time=t, sequence=0)
-            if i < 2:
-                w.write_message("robot/imu", twist, msg, log_time=t + 1, publish_time=t, sequence=0)
-        w.finish()
 
 
 def test_rosbag2_zero_sequences_and_colliding_topics(tmp_path: Path) -> None:
