@@ -37,12 +37,13 @@ NODE_KEYS = frozenset(
     {"id", "name", "description", "path", "args", "env", "inputs", "outputs", "build"}
     | {"deploy", "_unstable_deploy", "restart_policy", "max_restarts", "restart_delay"}
     | {"max_restart_delay", "restart_window", "health_check_timeout", "input_timeout"}
+    | {"cpu_affinity"}
 )
 NODE_KEYS_IGNORED = frozenset(
     {"path_sha256", "ros2", "output_types", "output_framing", "input_types", "output_metadata"}
     | {"pattern", "send_stdout_as", "send_logs_as", "min_log_level", "max_log_size"}
     | {"max_rotated_files", "git", "hub", "branch", "tag", "rev", "shared_memory_pool_size"}
-    | {"finish_grace_secs", "module", "params", "cpu_affinity", "startup_timeout"}
+    | {"finish_grace_secs", "module", "params", "startup_timeout"}
 )
 OPERATOR_KEYS = frozenset({"operator", "operators", "custom"})
 RESTART_POLICIES = ("never", "on-failure", "always")
@@ -267,6 +268,18 @@ class _Parser(FieldReader):
                 self.add(
                     items["max_restarts"][1],
                     f"{label}: max_restarts must be an integer >= 0, got {show(count)}",
+                )
+        if "cpu_affinity" in items:
+            cores = self.value(items["cpu_affinity"][1])
+            if isinstance(cores, list) and all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cores
+            ):
+                kwargs["cpu_affinity"] = tuple(dict.fromkeys(cores))
+            else:
+                self.add(
+                    items["cpu_affinity"][1],
+                    f"{label}: cpu_affinity must be a list of CPU core numbers (integers >= 0), "
+                    f"such as [0, 1]; got {show(cores)}",
                 )
         deploy_key = "deploy" if "deploy" in items else "_unstable_deploy"
         deploy = self.deploy(items[deploy_key][1], label) if deploy_key in items else None

@@ -6,6 +6,7 @@ import ctypes
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from dora_runtime.descriptor import NodeSpec
@@ -44,6 +45,39 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def pinned_cores(node: NodeSpec) -> tuple[set[int] | None, str | None]:
+    """The cores to pin ``node`` to (``None``: do not pin), and a warning when some of its
+    ``cpu_affinity`` cores are not usable here (absent, or outside this daemon's own set)."""
+    if not node.cpu_affinity:
+        return None, None
+    usable = os.sched_getaffinity(0)
+    cores = {c for c in node.cpu_affinity if c in usable}
+    absent = [c for c in node.cpu_affinity if c not in usable]
+    if not absent:
+        return cores, None
+    runs = f"the node runs on {_core_list(cores)}" if cores else "the node is not pinned"
+    return cores or None, (
+        f"node `{node.id}`: cpu_affinity core(s) {_core_list(absent)} not available on this "
+        f"machine (usable: {_core_list(usable)}); {runs}"
+    )
+
+
+def _core_list(cores: set[int] | list[int]) -> str:
+    return ", ".join(str(c) for c in sorted(cores))
+
+
+def preexec(cores: set[int] | None) -> Callable[[], None]:
+    """The ``preexec_fn`` of a node: parent-death signal, and its CPU cores if pinned."""
+    if cores is None:
+        return die_with_parent
+
+    def setup() -> None:
+        die_with_parent()
+        os.sched_setaffinity(0, cores)
+
+    return setup
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:

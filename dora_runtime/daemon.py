@@ -27,7 +27,14 @@ from dora_runtime import _framing
 from dora_runtime._config import EdgeConfig, InputConfig, NodeConfig
 from dora_runtime._ids import uuid7
 from dora_runtime._shm import segment_creator, unlink_segments
-from dora_runtime._spawn import die_with_parent, kill_group, node_command, node_env, pid_alive
+from dora_runtime._spawn import (
+    kill_group,
+    node_command,
+    node_env,
+    pid_alive,
+    pinned_cores,
+    preexec,
+)
 from dora_runtime._zenoh_bridge import BRIDGE_NODE
 from dora_runtime.descriptor import Descriptor, NodeSpec
 from dora_runtime.errors import DoraError
@@ -285,6 +292,9 @@ class Daemon:
             return
         cfg = self._node_config(state)
         assert state.listen is not None
+        cores, warning = pinned_cores(spec)
+        if warning:
+            self._say(f"warning: {warning}")
         try:
             command = state.tap.command if state.tap is not None else node_command(spec)
             state.proc = await asyncio.create_subprocess_exec(
@@ -298,7 +308,7 @@ class Daemon:
                 cwd=str(self.descriptor.base_dir),
                 start_new_session=True,
                 pass_fds=[state.listen.fileno()],
-                preexec_fn=die_with_parent,
+                preexec_fn=preexec(cores),
             )
             self._status(spec.id, "running", None)
         except OSError as e:

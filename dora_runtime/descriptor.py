@@ -84,6 +84,8 @@ class NodeSpec:
     restart_window_s: float | None = None
     health_check_timeout_s: float | None = None
     input_timeout_s: float | None = None
+    cpu_affinity: tuple[int, ...] | None = None
+    """CPU cores the node's process is pinned to (``None``: not pinned)."""
     line: int | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 

@@ -46,6 +46,26 @@ nodes:
     assert probe["argv"] == ["--name", "two words", "-x", "3"]
     assert probe["greeting"] == "hi there"
     assert probe["number"] == "5"
+    assert probe["cores"] == sorted(os.sched_getaffinity(0))  # not pinned without cpu_affinity
+
+
+def test_cpu_affinity_pins_the_node_and_names_cores_it_cannot_have(dora: DoraRunner) -> None:
+    r = dora.run(
+        """
+nodes:
+  - id: probe
+    path: NODES/probe.py
+    cpu_affinity: [0, 4096]
+"""
+    )
+    assert r.returncode == 0, r.output
+    assert r.result("probe")["cores"] == [0]
+    assert re.search(
+        r"warning: node `probe`: cpu_affinity core\(s\) 4096 not available on this machine "
+        r"\(usable: [0-9, ]+\); the node runs on 0$",
+        r.stdout,
+        re.M,
+    ), r.output
 
 
 def test_node_output_is_prefixed_and_written_to_log_files(dora: DoraRunner) -> None:

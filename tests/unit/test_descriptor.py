@@ -320,6 +320,20 @@ def test_dora_rs_keys_we_ignore_are_accepted(tmp_path: Path) -> None:
     )
 
 
+def test_cpu_affinity(tmp_path: Path) -> None:
+    text = "nodes:\n  - id: a\n    path: dora-echo\n    cpu_affinity: {}\n"
+    assert load(tmp_path, text.format("[1, 0, 1]")).nodes[0].cpu_affinity == (1, 0)
+    assert load(tmp_path, text.format("[]")).nodes[0].cpu_affinity == ()
+    assert load(tmp_path, "nodes:\n  - id: a\n    path: dora-echo\n").nodes[0].cpu_affinity is None
+    for bad in ("3", "[-1]", "[true]", "['0']", "{a: 1}"):
+        line, msg = one_problem(tmp_path, text.format(bad))
+        assert line == 4
+        assert msg.startswith(
+            "node 'a': cpu_affinity must be a list of CPU core numbers (integers >= 0), "
+            "such as [0, 1]; got "
+        ), msg
+
+
 # -- node errors -----------------------------------------------------------------------------
 
 

@@ -18,5 +18,6 @@ save(
         "greeting": os.environ.get("GREETING"),
         "number": os.environ.get("NUMBER"),
         "dataflow_id": node.dataflow_id(),
+        "cores": sorted(os.sched_getaffinity(0)),
     },
 )
