@@ -208,7 +208,11 @@ _OVERWRITE = typer.Option("--overwrite", help="Replace OUTPUT if it exists.")
 
 
 def _warn(line: str) -> None:
-    typer.secho(f"warning: {line}", fg="yellow", err=True)
+    """A warning line on stderr; a ``note:`` line (information, nothing wrong) as it is."""
+    if line.startswith("note: "):
+        typer.echo(line, err=True)
+    else:
+        typer.secho(f"warning: {line}", fg="yellow", err=True)
 
 
 def export(

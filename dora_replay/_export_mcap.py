@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from dora_replay._jsonify import array_to_json, message_schema
+from dora_replay._jsonify import array_to_json, data_form, foxglove_readable, message_schema
 from dora_replay._recording import Recording
 from dora_replay._recording import open as open_recording
 from dora_replay._sink import check_output, replacing
@@ -54,16 +54,23 @@ def export_mcap(
         for line in rec.warnings if warn is not None else ():
             warn(line)
         with replacing(output) as tmp, tmp.open("wb") as f:
-            written = _write(rec, Writer(f, compression=CompressionType.ZSTD), progress)
+            writer = Writer(f, compression=CompressionType.ZSTD)
+            written = _write(rec, writer, progress, warn or (lambda _line: None))
         damage = damage_warning(rec)
         if damage is not None and warn is not None:
             warn(damage)
         return written
 
 
-def _write(rec: Recording, w: Any, progress: Callable[[int, int], None] | None) -> int:
+def _write(
+    rec: Recording,
+    w: Any,
+    progress: Callable[[int, int], None] | None,
+    note: Callable[[str], None],
+) -> int:
     """Write ``rec`` with the MCAP writer ``w``; returns how many messages were written (fewer
-    than ``rec.message_count`` when chunks cannot be read)."""
+    than ``rec.message_count`` when chunks cannot be read). A channel whose values Foxglove's
+    JSON Schema reader cannot describe is written without a schema, with a ``note``."""
     w.start(profile="", library="dora-py")
     meta = {f"meta.{k}": v for k, v in rec.metadata.items()}
     meta.update(
@@ -72,24 +79,36 @@ def _write(rec: Recording, w: Any, progress: Callable[[int, int], None] | None) 
         recording_id=rec.header.recording_id,
     )
     w.add_metadata("dora", meta)
-    ids: dict[tuple[str, pa.DataType], int] = {}
+    # One MCAP channel per dora channel, Arrow type and data form (a struct channel whose
+    # messages hold one row, or several, gets one MCAP channel for each): its schema then
+    # describes every message on it.
+    ids: dict[tuple[str, pa.DataType, str], int] = {}
     total = rec.message_count  # the index's count: an upper bound for progress
     written = 0
     for msg in rec.iter_messages():
-        key = (msg.channel, msg.data.type)
+        form = data_form(msg.data)
+        key = (msg.channel, msg.data.type, form)
         cid = ids.get(key)
         if cid is None:
-            schema = json.dumps(message_schema(msg.data.type)).encode()
-            sid = w.register_schema(f"dora/{msg.data.type}", "jsonschema", schema)
+            schema = message_schema(msg.data.type, form)
+            sid = 0
+            if foxglove_readable(schema):
+                sid = w.register_schema(
+                    f"dora/{msg.data.type}", "jsonschema", json.dumps(schema).encode()
+                )
+            else:
+                note(
+                    f"note: channel `{msg.channel}` ({msg.data.type}) is exported without a "
+                    "JSON Schema: Foxglove's JSON Schema reader cannot describe lists of lists "
+                    "or null values; Foxglove shows its messages as plain JSON"
+                )
             cid = ids[key] = w.register_channel(
                 msg.channel, "json", sid, {ARROW_TYPE_KEY: arrow_type_token(msg.data.type)}
             )
-        doc = {
-            "data": array_to_json(msg.data),
-            "seq": msg.seq,
-            "cause": msg.cause,
-            "metadata": msg.metadata,
-        }
+        doc: dict[str, Any] = {"data": array_to_json(msg.data), "seq": msg.seq}
+        if msg.cause is not None:
+            doc["cause"] = msg.cause
+        doc["metadata"] = msg.metadata
         w.add_message(
             cid,
             log_time=msg.log_time_ns,

@@ -146,10 +146,12 @@ def _import(
             summary = None
         dora_meta: dict[str, str] = {}
         chans: dict[int, _Channel] = {}
+        first_ns: int | None = None  # the first message's log time
         if summary is not None:
-            total = (
-                sum(summary.statistics.channel_message_counts.values()) if summary.statistics else 0
-            )
+            stats = summary.statistics
+            total = sum(stats.channel_message_counts.values()) if stats else 0
+            if stats is not None and stats.message_count:
+                first_ns = stats.message_start_time
             for m in reader.iter_metadata():
                 if m.name == "dora":
                     dora_meta = dict(m.metadata)
@@ -157,7 +159,7 @@ def _import(
                 chans[cid] = _Channel(summary.schemas.get(channel.schema_id), channel, factory)
         else:  # no summary: written by a streaming writer, or cut off (a recorder that crashed)
             f.seek(0)
-            found, dora_meta, total, report.cut = _scan(f)
+            found, dora_meta, total, first_ns, report.cut = _scan(f)
             chans = {cid: _Channel(schema, ch, factory) for cid, (schema, ch) in found.items()}
         _unique_names(chans, report)
         items = [(c.name, c.schema_name) for c in chans.values()]
@@ -175,7 +177,17 @@ def _import(
             if c.decode_ros is not None:
                 user[f"mcap.schema.{c.name}"] = c.schema_name
         last_seq: dict[str, int] = {}
-        with open_writer(tmp, yaml_text, user, compression=compression, max_buffer_bytes=None) as w:
+        # The recording starts when the exported one did (a dora export says), else at its
+        # first message: replay's --start/--end and `dora info` count from there.
+        start_ns = int(dora_meta["start_time_ns"]) if "start_time_ns" in dora_meta else first_ns
+        with open_writer(
+            tmp,
+            yaml_text,
+            user,
+            compression=compression,
+            max_buffer_bytes=None,
+            start_time_ns=start_ns,
+        ) as w:
             for i, (channel_id, message) in enumerate(messages):
                 ch = chans[channel_id]
                 try:
@@ -227,15 +239,18 @@ def _stream(f: Any) -> Any:
 CUT = object()
 
 
-def _scan(f: Any) -> tuple[dict[int, tuple[Any, Any]], dict[str, str], int, bool]:
+def _scan(
+    f: Any,
+) -> tuple[dict[int, tuple[Any, Any]], dict[str, str], int, int | None, bool]:
     """First pass over a file without a summary: its channels (id -> (schema, channel)), the
-    ``dora`` metadata, how many messages, and whether it is cut off."""
+    ``dora`` metadata, how many messages, the earliest log time, and whether it is cut off."""
     from mcap.records import Channel, Message, Metadata, Schema
 
     schemas: dict[int, Any] = {}
     channels: dict[int, tuple[Any, Any]] = {}
     meta: dict[str, str] = {}
     count, cut = 0, False
+    first: int | None = None
     for r in _stream(f):
         if r is CUT:
             cut = True
@@ -245,9 +260,10 @@ def _scan(f: Any) -> tuple[dict[int, tuple[Any, Any]], dict[str, str], int, bool
             channels[r.id] = (schemas.get(r.schema_id), r)
         elif isinstance(r, Message):
             count += 1
+            first = r.log_time if first is None else min(first, r.log_time)
         elif isinstance(r, Metadata) and r.name == "dora":
             meta = dict(r.metadata)
-    return channels, meta, count, cut
+    return channels, meta, count, first, cut
 
 
 def _stream_messages(f: Any) -> Any:

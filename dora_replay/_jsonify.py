@@ -1,13 +1,22 @@
 """Arrow arrays <-> JSON values and JSON Schema, for MCAP export/import (Foxglove shows JSON).
 
-A message becomes ``{"data": V, "seq": n, "cause": c, "metadata": {...}}`` where ``V`` is the list of
-values, the single object of a one-row struct array, or a base64 string for int8/uint8 arrays
-without nulls (images, raw bytes). Binary values are base64 strings.
+A message becomes ``{"data": V, "seq": n, "cause": c, "metadata": {...}}`` (``cause`` left out
+when there is none) where ``V`` is the list of values, the single object of a one-row struct
+array, or a base64 string for int8/uint8 arrays without nulls (images, raw bytes). Binary
+values are base64 strings; timestamps, dates, times and durations their integer count of the
+type's unit; decimals strings; maps lists of ``{"key": k, "value": v}``; dictionary arrays
+their values.
+
+The schemas stay within what Foxglove's JSON Schema reader understands (every object has
+``properties``; fields are booleans, strings, numbers, integers, objects or arrays of those but
+not of arrays); :func:`foxglove_readable` says whether a schema does, and a channel whose
+values cannot be described that way (lists of lists) is exported without one.
 """
 
 from __future__ import annotations
 
 import base64
+import decimal
 import math
 from typing import Any
 
@@ -34,8 +43,47 @@ def _fix(value: Any) -> Any:
     return str(value)  # dates, times, decimals
 
 
+def _is_temporal(t: pa.DataType) -> bool:
+    return pt.is_timestamp(t) or pt.is_date(t) or pt.is_time(t) or pt.is_duration(t)
+
+
+def _json_type(t: pa.DataType) -> pa.DataType:
+    """The type ``t`` is cast to before its values become JSON: temporal types become their
+    integer count, maps lists of key/value structs, dictionaries their value type."""
+    if _is_temporal(t):
+        return pa.int64() if t.bit_width == 64 else pa.int32()
+    if pt.is_dictionary(t):
+        return _json_type(t.value_type)
+    if pt.is_map(t):
+        entry = pa.struct([("key", _json_type(t.key_type)), ("value", _json_type(t.item_type))])
+        return pa.list_(entry)
+    if pt.is_list(t):
+        return pa.list_(_json_type(t.value_type))
+    if pt.is_large_list(t):
+        return pa.large_list(_json_type(t.value_type))
+    if pt.is_fixed_size_list(t):
+        return pa.list_(_json_type(t.value_type), t.list_size)
+    if pt.is_struct(t):
+        return pa.struct([f.with_type(_json_type(f.type)) for f in t])
+    return t
+
+
+def data_form(arr: pa.Array) -> str:
+    """How :func:`array_to_json` writes ``arr``: ``bytes`` (one base64 string), ``object``
+    (a one-row struct array) or ``list``."""
+    t = arr.type
+    if _is_bytes_like(t) and arr.null_count == 0:
+        return "bytes"
+    if pt.is_struct(t) and len(arr) == 1:
+        return "object"
+    return "list"
+
+
 def array_to_json(arr: pa.Array) -> Any:
     """JSON-able value of a message array (see module docstring)."""
+    plain = _json_type(arr.type)
+    if plain != arr.type:
+        arr = arr.cast(plain)
     t = arr.type
     if _is_bytes_like(t) and arr.null_count == 0:
         return base64.b64encode(np.asarray(arr).tobytes()).decode("ascii")
@@ -47,6 +95,12 @@ def array_to_json(arr: pa.Array) -> Any:
 def _unfix(value: Any, t: pa.DataType) -> Any:
     if value is None:
         return None
+    if pt.is_dictionary(t):
+        return _unfix(value, t.value_type)
+    if pt.is_decimal(t):
+        return decimal.Decimal(value)
+    if pt.is_map(t):
+        return [(_unfix(e["key"], t.key_type), _unfix(e["value"], t.item_type)) for e in value]
     if pt.is_binary(t) or pt.is_large_binary(t) or pt.is_fixed_size_binary(t):
         return base64.b64decode(value)
     if pt.is_floating(t) and isinstance(value, str):
@@ -71,40 +125,82 @@ def json_to_array(value: Any, t: pa.DataType) -> pa.Array:
     return pa.array([_unfix(v, t) for v in value], type=t)
 
 
-def json_schema(t: pa.DataType) -> dict[str, Any]:
-    """JSON Schema of one element of type ``t`` (Foxglove uses it to list fields)."""
+def json_schema(t: pa.DataType, in_array: bool = False) -> dict[str, Any]:
+    """JSON Schema of one element of type ``t`` (Foxglove uses it to list fields). ``in_array``:
+    the element is an array item, where Foxglove takes no ``contentEncoding``."""
     if pt.is_boolean(t):
         return {"type": "boolean"}
     if pt.is_integer(t):
         return {"type": "integer"}
     if pt.is_floating(t):
         return {"type": "number"}
-    if pt.is_string(t) or pt.is_large_string(t):
+    if _is_temporal(t):
+        return {"type": "integer", "description": f"{t}, as an integer count of its unit"}
+    if pt.is_string(t) or pt.is_large_string(t) or pt.is_decimal(t):
         return {"type": "string"}
     if pt.is_binary(t) or pt.is_large_binary(t) or pt.is_fixed_size_binary(t):
-        return {"type": "string", "contentEncoding": "base64"}
+        return {"type": "string"} if in_array else {"type": "string", "contentEncoding": "base64"}
+    if pt.is_dictionary(t):
+        return json_schema(t.value_type, in_array)
+    if pt.is_map(t):
+        entry = {"key": json_schema(t.key_type), "value": json_schema(t.item_type)}
+        return {"type": "array", "items": {"type": "object", "properties": entry}}
     if pt.is_list(t) or pt.is_large_list(t) or pt.is_fixed_size_list(t):
-        return {"type": "array", "items": json_schema(t.value_type)}
+        return {"type": "array", "items": json_schema(t.value_type, in_array=True)}
     if pt.is_struct(t):
-        fields = [t.field(i) for i in range(t.num_fields)]
-        return {"type": "object", "properties": {f.name: json_schema(f.type) for f in fields}}
+        return {"type": "object", "properties": {f.name: json_schema(f.type) for f in t}}
+    if pt.is_null(t):
+        return {"type": "null"}
     return {}
 
 
-def message_schema(t: pa.DataType) -> dict[str, Any]:
-    """JSON Schema of an exported message whose data is an array of ``t``."""
-    if _is_bytes_like(t):
+def message_schema(t: pa.DataType, form: str) -> dict[str, Any]:
+    """JSON Schema of an exported message whose data is an array of ``t`` written in ``form``
+    (see :func:`data_form`)."""
+    if form == "bytes":
         data: dict[str, Any] = {"type": "string", "contentEncoding": "base64"}
-    elif pt.is_struct(t):
-        data = {"anyOf": [json_schema(t), {"type": "array", "items": json_schema(t)}]}
+    elif form == "object":
+        data = json_schema(t)
     else:
-        data = {"type": "array", "items": json_schema(t)}
+        data = {"type": "array", "items": json_schema(t, in_array=True)}
     return {
         "type": "object",
         "properties": {
             "data": data,
             "seq": {"type": "integer"},
-            "cause": {"type": ["string", "null"]},
-            "metadata": {"type": "object"},
+            "cause": {"type": "string"},
+            "metadata": {"type": "object", "properties": {}},
         },
     }
+
+
+_FIELD_TYPES = frozenset({"boolean", "string", "number", "integer", "object", "array"})
+_ITEM_TYPES = frozenset({"boolean", "string", "number", "integer", "object"})
+
+
+def foxglove_readable(schema: dict[str, Any]) -> bool:
+    """Whether Foxglove's JSON Schema reader takes ``schema`` (an object schema): it wants
+    ``properties`` on every object, one type name per field, base64 as the only content
+    encoding and none on array items, and no arrays of arrays."""
+    if schema.get("type") != "object" or not isinstance(schema.get("properties"), dict):
+        return False
+    for field in schema["properties"].values():
+        kind = field.get("type")
+        if (
+            not isinstance(kind, str)
+            or kind not in _FIELD_TYPES
+            or field.get("contentEncoding", "base64") != "base64"
+        ):
+            return False
+        if kind == "object" and not foxglove_readable(field):
+            return False
+        if kind == "array":
+            item = field.get("items") or {}
+            item_kind = item.get("type")
+            if not isinstance(item_kind, str) or item_kind not in _ITEM_TYPES:
+                return False
+            if "contentEncoding" in item:
+                return False
+            if item_kind == "object" and not foxglove_readable(item):
+                return False
+    return True

@@ -160,6 +160,7 @@ class Writer:
         fsync: bool = True,
         max_buffer_bytes: int | None = 512 << 20,
         compression_threads: int | None = None,
+        start_time_ns: int | None = None,
     ) -> None:
         codec, level = parse_compression(compression)
         threads = compression_threads if compression_threads is not None else os.cpu_count() or 1
@@ -179,7 +180,7 @@ class Writer:
         self._max_buffer = max_buffer_bytes
         self._header = Header(
             dataflow_yaml=dataflow_yaml,
-            start_time_ns=time.time_ns(),
+            start_time_ns=time.time_ns() if start_time_ns is None else int(start_time_ns),
             start_monotonic_ns=time.monotonic_ns(),
             metadata={str(k): str(v) for k, v in (metadata or {}).items()},
             recording_id=uuid.uuid4().hex,
@@ -504,6 +505,7 @@ def open_writer(
     fsync: bool = True,
     max_buffer_bytes: int | None = 512 << 20,
     compression_threads: int | None = None,
+    start_time_ns: int | None = None,
 ) -> Writer:
     """Start recording to ``path``; the header is on disk when this returns.
 
@@ -515,7 +517,8 @@ def open_writer(
     at most once per flush interval, so data survives a power cut; ``max_buffer_bytes``: how far
     (bytes) the writer may fall behind before ``write()`` counts drops instead (``None``: no
     limit); ``compression_threads``: threads compressing chunks of at least 1 MiB in parallel
-    (default: CPU count; 1 compresses on the writer thread).
+    (default: CPU count; 1 compresses on the writer thread); ``start_time_ns``: the recording's
+    start (ns since the epoch) when it is not now, for a file converted from another one.
     """
     return Writer(
         path,
@@ -529,4 +532,5 @@ def open_writer(
         fsync=fsync,
         max_buffer_bytes=max_buffer_bytes,
         compression_threads=compression_threads,
+        start_time_ns=start_time_ns,
     )

@@ -16,6 +16,7 @@ import dora_replay
 from dora_replay._export_mcap import export_mcap
 from dora_replay._export_parquet import export_parquet
 from dora_replay._import_mcap import channel_name, import_mcap
+from dora_replay._jsonify import foxglove_readable
 
 YAML = "nodes:\n  - id: cam\n    path: cam.py\n    outputs: [image]\n"
 
@@ -92,11 +93,12 @@ def test_mcap_export_is_json_foxglove_can_show(tmp_path: Path) -> None:
     with out.open("rb") as f:
         rows = list(make_reader(f).iter_messages())
     assert [c.topic for _, c, _ in rows] == [c for c, _, _ in SENT]
-    for schema, channel, message in rows:
+    for i, (schema, channel, message) in enumerate(rows):
         assert channel.message_encoding == "json" and schema.encoding == "jsonschema"
-        json.loads(schema.data)
+        assert foxglove_readable(json.loads(schema.data)), schema.data
         doc = json.loads(message.data)
-        assert set(doc) == {"data", "seq", "cause", "metadata"}
+        # no cause: no key (Foxglove's schema reader takes one type per field, not "or null")
+        assert set(doc) == {"data", "seq", "metadata"} | ({"cause"} if i else set())
     first = json.loads(rows[0][2].data)
     assert isinstance(first["data"], str)  # uint8 image as base64
     boxes = json.loads(rows[2][2].data)
@@ -114,6 +116,7 @@ def test_mcap_round_trip_restores_types_values_metadata_and_times(tmp_path: Path
     assert report.messages == len(SENT) and report.raw == []
     with dora_replay.open(src) as a, dora_replay.open(back) as b:
         assert b.dataflow_yaml == YAML and b.metadata["git"] == "abc123"
+        assert b.start_time_ns == a.start_time_ns  # not the time of the import
         for x, y in zip(a.iter_messages(), b.iter_messages(), strict=True):
             assert (x.channel, x.log_time_ns, x.publish_time_ns, x.seq, x.cause, x.metadata) == (
                 y.channel,
@@ -185,6 +188,7 @@ def test_rosbag2_cdr_import_maps_messages_to_one_row_structs(tmp_path: Path) -> 
         )
         assert [m.seq for m in twists] == list(range(5))
         assert twists[1].log_time_ns == 1_700_000_000_010_000_000
+        assert rec.start_time_ns == 1_700_000_000_000_000_000  # the first message's time
         assert rec.channels["robot/imu"].types[0].get_field_index("header") == 0
 
 
@@ -277,6 +281,95 @@ def test_a_cut_off_mcap_imports_what_comes_before_the_cut(tmp_path: Path) -> Non
     with dora_replay.open(tmp_path / "cut.dora") as rec:
         got = [m.data.to_pylist()[0]["linear"]["x"] for m in rec.iter_messages()]
     assert got == [float(i) for i in range(report.messages)]
+    with dora_replay.open(tmp_path / "cut.dora") as rec:
+        assert rec.start_time_ns == 0  # its first message's, found by the scan
+
+
+def test_schemas_foxglove_cannot_read_are_recognised() -> None:
+    """The rules of Foxglove's JSON Schema reader (``parseJsonSchema`` in its mcap-support
+    package): it threw on each of the schemas below, so the channel showed nothing."""
+    ok = {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "number"}}}}
+    assert foxglove_readable(ok)
+    for field in (
+        {"type": ["string", "null"]},  # one type name per field
+        {"anyOf": [{"type": "object", "properties": {}}, {"type": "array"}]},
+        {"type": "object"},  # an object without properties
+        {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}},
+        {"type": "null"},
+        {},
+    ):
+        assert not foxglove_readable({"type": "object", "properties": {"f": field}}), field
+
+
+ODD_TYPES = {
+    "t/ns": pa.array([1_700_000_000_123_456_789, None], pa.timestamp("ns")),
+    "t/utc": pa.array([1_700_000_000_123_456], pa.timestamp("us", tz="UTC")),
+    "t/date": pa.array([20455], pa.date32()),
+    "t/time": pa.array([3_723_000_000_000], pa.time64("ns")),
+    "t/dur": pa.array([5], pa.duration("ms")),
+    "t/dec": pa.array(["1.25", None], pa.string()).cast(pa.decimal128(5, 2)),
+    "t/dict": pa.array(["a", "b", "a"]).dictionary_encode(),
+    "t/map": pa.array([[("k", 1)], None], pa.map_(pa.string(), pa.int64())),
+    "t/stamped": pa.array(
+        [{"stamp": 1_700_000_000_000_000_001, "xy": [1.0, 2.0]}],
+        pa.struct([("stamp", pa.timestamp("ns")), ("xy", pa.list_(pa.float64()))]),
+    ),
+    "t/cloud": pa.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], pa.list_(pa.float32(), 3)),
+}
+
+
+def test_every_arrow_type_exports_to_mcap_and_comes_back(tmp_path: Path) -> None:
+    """A timestamp[ns] channel failed the whole export ("not safely convertible to
+    microseconds"); decimals and maps could not be imported back."""
+    src, mid, back = tmp_path / "odd.dora", tmp_path / "odd.mcap", tmp_path / "back.dora"
+    with dora_replay.open_writer(src, YAML) as w:
+        for i, (ch, arr) in enumerate(ODD_TYPES.items()):
+            w.write(ch, arr, log_time_ns=10**18 + i, publish_time_ns=10**18 + i, seq=0)
+    notes: list[str] = []
+    assert export_mcap(src, mid, warn=notes.append) == len(ODD_TYPES)
+    assert notes == [  # lists of lists: a map's entries, a point cloud's points
+        f"note: channel `{ch}` ({ODD_TYPES[ch].type}) is exported without a JSON Schema: "
+        "Foxglove's JSON Schema reader cannot describe lists of lists or null values; "
+        "Foxglove shows its messages as plain JSON"
+        for ch in ("t/map", "t/cloud")
+    ]
+    with mid.open("rb") as f:
+        rows = {c.topic: (s, json.loads(m.data)) for s, c, m in make_reader(f).iter_messages()}
+    assert rows["t/ns"][1]["data"] == [1_700_000_000_123_456_789, None]  # integer ns, exact
+    assert rows["t/stamped"][1]["data"] == {"stamp": 1_700_000_000_000_000_001, "xy": [1.0, 2.0]}
+    assert rows["t/map"][1]["data"] == [[{"key": "k", "value": 1}], None]
+    for topic, (schema, _) in rows.items():
+        if topic in ("t/map", "t/cloud"):
+            assert schema is None
+        else:
+            assert foxglove_readable(json.loads(schema.data)), topic
+    import_mcap(mid, back)
+    with dora_replay.open(back) as rec:
+        got = {m.channel: m.data for m in rec.iter_messages()}
+    for ch, arr in ODD_TYPES.items():
+        assert got[ch].type == arr.type and got[ch].equals(arr), (ch, got[ch])
+
+
+def test_struct_channels_with_one_row_and_several_get_a_schema_each(tmp_path: Path) -> None:
+    """A struct channel was described as "an object or a list of objects" (``anyOf``), which
+    Foxglove's reader refuses; each form now has its own MCAP channel on the same topic."""
+    src, mid, back = tmp_path / "s.dora", tmp_path / "s.mcap", tmp_path / "back.dora"
+    pose = [{"x": 1.0, "y": 2.0}]
+    with dora_replay.open_writer(src, YAML) as w:
+        w.write("det/boxes", pa.array(pose), log_time_ns=1, publish_time_ns=1, seq=0)
+        w.write("det/boxes", pa.array(pose * 2), log_time_ns=2, publish_time_ns=2, seq=1)
+    export_mcap(src, mid)
+    with mid.open("rb") as f:
+        rows = [(s, c, json.loads(m.data)) for s, c, m in make_reader(f).iter_messages()]
+    assert [c.topic for _, c, _ in rows] == ["det/boxes", "det/boxes"]
+    assert rows[0][1].id != rows[1][1].id
+    assert json.loads(rows[0][0].data)["properties"]["data"]["type"] == "object"
+    assert json.loads(rows[1][0].data)["properties"]["data"]["type"] == "array"
+    assert rows[0][2]["data"] == pose[0] and rows[1][2]["data"] == pose * 2
+    import_mcap(mid, back)
+    with dora_replay.open(back) as rec:
+        assert [m.data.to_pylist() for m in rec.iter_messages()] == [pose, pose * 2]
 
 
 def test_a_value_arrow_cannot_hold_names_the_message_and_topic(tmp_path: Path) -> None:
