@@ -147,12 +147,16 @@ class Daemon:
         extra_edges: dict[str, list[EdgeConfig]] | None = None,
         start_gate: Callable[[], Awaitable[None]] | None = None,
         on_status: StatusCallback | None = None,
+        timer_gate: Callable[[], Awaitable[int | None]] | None = None,
     ) -> None:
         """The keywords after ``feeders`` serve the cluster daemon (``daemon_service``):
         ``dataflow_id`` shared by every machine; ``nodes_here`` the subset of nodes placed on this
         machine (default: all); ``extra_edges`` more receivers per ``node/output`` channel (the
         cross-machine bridge); ``start_gate`` awaited once every listening socket exists and
-        before any node is spawned; ``on_status`` told when a node starts and exits."""
+        before any node is spawned; ``on_status`` told when a node starts and exits;
+        ``timer_gate`` awaited once every node here is up, before the timers start: it returns
+        the wall-clock time (ns) every machine's timers count their ticks from, so that timers
+        of one period tick together on every machine (``None``: from now)."""
         self.connect_timeout_s = _env_seconds("DORA_CONNECT_TIMEOUT_S", CONNECT_TIMEOUT_S)
         self.descriptor = descriptor
         self.dataflow_id = dataflow_id or uuid7()
@@ -180,6 +184,7 @@ class Daemon:
         self.extra_edges = extra_edges if extra_edges is not None else {}
         self._start_gate = start_gate
         self._on_status = on_status
+        self._timer_gate = timer_gate
         for i, tap in enumerate(taps or []):
             spec = NodeSpec(id=tap.id, path=tap.command[0], env=dict(tap.env))
             self.nodes[tap.id] = NodeState(spec, str(self.run_dir / f"t{i}.sock"), tap=tap)
@@ -580,17 +585,25 @@ class Daemon:
         # Timers start once every node has registered (or exited), as dora-rs does, so the first
         # ticks are not lost while nodes import their libraries.
         await self._ready_once()
+        epoch_ns = await self._timer_gate() if self._timer_gate is not None else None
         if self._stopping:
             return
+        # Every timer counts its ticks from one instant (on a cluster, the same wall-clock
+        # instant on every machine), so timers of one period tick together.
+        now_wall, now_mono = time.time_ns(), time.monotonic_ns()
+        start = now_mono if epoch_ns is None else now_mono + (epoch_ns - now_wall)
         by_source: dict[str, list[tuple[NodeState, str]]] = {}
         for state in self.nodes.values():
             for inp in state.spec.inputs.values():
                 if inp.is_timer and not state.exited:
                     by_source.setdefault(inp.source, []).append((state, inp.id))
         for source, targets in by_source.items():
-            self._timer_tasks.append(asyncio.create_task(self._run_timer(source, targets)))
+            self._timer_tasks.append(asyncio.create_task(self._run_timer(source, targets, start)))
 
-    async def _run_timer(self, source: str, targets: list[tuple[NodeState, str]]) -> None:
+    async def _run_timer(
+        self, source: str, targets: list[tuple[NodeState, str]], start: int
+    ) -> None:
+        """Tick ``source`` to ``targets`` at ``start`` + k periods (monotonic ns), k >= 1."""
         from dora_runtime._timer import parse_timer
 
         period_ns = parse_timer(source)
@@ -603,8 +616,8 @@ class Daemon:
             w.write(_framing.encode(["H", "dora", source[len("dora/") :], input_id]))
             writers.append(w)
         self._timer_writers.extend(writers)
-        start = time.monotonic_ns()
-        tick = sent = 0
+        tick = max(0, (time.monotonic_ns() - start) // period_ns)  # ticks already past
+        sent = 0
         while writers and not self._stopping:
             tick += 1
             now = time.monotonic_ns()

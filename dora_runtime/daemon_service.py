@@ -41,6 +41,8 @@ from dora_runtime.tap import TapSpec
 BACKOFF_BASE_S = 0.2
 BACKOFF_MAX_S = 3.0
 _LOG_FLUSH_S = 0.05
+_TIMER_START_MARGIN_S = 5.0
+"""How much longer than a node may take to connect a daemon waits for ``start_timers``."""
 
 
 class _Aborted(Exception):
@@ -110,6 +112,8 @@ class _Run:
         self.go = asyncio.Event()
         self.aborted = False
         self.prepared: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.timers_go: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        """The coordinator's ``start_timers``: every machine's nodes are up; its epoch (ns)."""
         self.spawned: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         """Done once every node here was started, or failed to (its first status event)."""
         self.result: dict[str, Any] | None = None
@@ -124,6 +128,7 @@ class _Run:
             printer=self._print,
             start_gate=self._gate,
             on_status=self._on_status,
+            timer_gate=self._timer_gate,
         )
         receivers: dict[str, list[tuple[str, str]]] = {}
         for state in self.daemon.nodes.values():
@@ -162,6 +167,21 @@ class _Run:
         if not self.nodes:  # only taps here
             self.spawned.set_result(None)
 
+    async def _timer_gate(self) -> int | None:
+        """Tell the coordinator every node here is up; wait for every other machine's to be
+        (``start_timers``), as long as a node may take to connect, then start anyway."""
+        self.service.send_nowait({"type": "nodes_ready", "dataflow_id": self.id})
+        wait_s = self.daemon.connect_timeout_s + _TIMER_START_MARGIN_S
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.timers_go), wait_s)
+        except TimeoutError:
+            self._print(
+                "dora",
+                f"no word from the coordinator that every machine's nodes are up after {wait_s:g} "
+                "s: starting the timers here",
+            )
+            return None
+
     async def _main(self) -> None:
         failures: dict[str, str] = {}
         returncodes: dict[str, int | None] = {}
@@ -180,6 +200,7 @@ class _Run:
         finally:
             if self.bridge is not None:
                 await self.bridge.close()
+            self.timers_go.cancel()  # ended before every machine was up: stop waiting
         for fut in (self.prepared, self.spawned):
             if not fut.done():
                 fut.set_exception(CoordinatorError("dataflow aborted before it started"))
@@ -459,6 +480,11 @@ class DaemonService:
         if run is not None:
             run.stop(msg.get("grace_s"))
         return {}
+
+    async def _on_start_timers(self, msg: Message) -> None:
+        run = self.runs.get(msg["dataflow_id"])
+        if run is not None and not run.timers_go.done():
+            run.timers_go.set_result(int(msg["epoch_ns"]))
 
     async def _on_remote_exited(self, msg: Message) -> None:
         run = self.runs.get(msg["dataflow_id"])

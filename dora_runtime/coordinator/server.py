@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,10 @@ class Coordinator:
         self._lost_tasks: dict[str, asyncio.Task[None]] = {}
         self._leaving: set[str] = set()
         """Daemons that unregistered: forgotten when their connection closes."""
+        self._nodes_ready: dict[str, set[str]] = {}
+        """Dataflow id -> machines whose nodes are all up, until every machine's are."""
+        self._timer_epochs: dict[str, int] = {}
+        """Dataflow id -> the instant (wall clock, ns) its timers count from, once sent."""
         self._exit = asyncio.Event()
         self._lock_fd: int | None = None
         self.state: StateStore
@@ -230,6 +235,7 @@ class Coordinator:
             conn["machine"] = msg["machine_id"]
         elif conn["machine"] is not None and kind in (
             "node_status",
+            "nodes_ready",
             "dataflow_done",
             "log",
             "unregister",
@@ -377,6 +383,34 @@ class Coordinator:
                 if m != machine:
                     self.send(m, {"type": "remote_exited", "dataflow_id": df, "node": node})
 
+    def _on_nodes_ready(self, machine: str, msg: Message) -> None:
+        """Every node of ``machine``'s part is up. Once every machine's is, all of them start
+        their timers counting from one instant, so that a 30 Hz camera on one machine and a
+        30 Hz IMU on another tick together (up to the machines' clock offset), as they would
+        on one machine; each daemon alone would start when its own nodes were up."""
+        df = msg["dataflow_id"]
+        if df in self._timer_epochs:  # a late report (a daemon that reconnected): same instant
+            self._send_start_timers(df, [machine])
+            return
+        self._nodes_ready.setdefault(df, set()).add(machine)
+        self._maybe_start_timers(df)
+
+    def _maybe_start_timers(self, dataflow_id: str) -> None:
+        ready = self._nodes_ready.get(dataflow_id)
+        row = self.state.get(dataflow_id)
+        if ready is None or row is None:
+            return
+        if not set(row.machines) <= ready | set(row.parts_done):
+            return
+        del self._nodes_ready[dataflow_id]
+        self._timer_epochs[dataflow_id] = time.time_ns()
+        self._send_start_timers(dataflow_id, sorted(ready))
+
+    def _send_start_timers(self, dataflow_id: str, machines: list[str]) -> None:
+        epoch = self._timer_epochs[dataflow_id]
+        for m in machines:
+            self.send(m, {"type": "start_timers", "dataflow_id": dataflow_id, "epoch_ns": epoch})
+
     def _on_dataflow_done(self, machine: str, msg: Message) -> dict[str, Any]:
         df = msg["dataflow_id"]
         row = self.state.get(df)
@@ -399,6 +433,7 @@ class Coordinator:
         self.state.mark_part_done(df, machine)
         if failures:  # nodes, and taps (a recorder) or the daemon itself ("dora")
             self.add_failures(df, failures)
+        self._maybe_start_timers(df)  # the others no longer wait for this part
         self._check_complete(df)
         return {}
 
@@ -445,6 +480,9 @@ class Coordinator:
             self.state.set_status(dataflow_id, status, reason)
             row = self.state.get(dataflow_id)
         self.done_event(dataflow_id).set()
+        if row is not None and row.complete:
+            self._nodes_ready.pop(dataflow_id, None)
+            self._timer_epochs.pop(dataflow_id, None)
         assert row is not None
         for f in [f for f in self.followers if f.dataflow_id == dataflow_id]:
             if row.complete:

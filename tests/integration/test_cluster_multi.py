@@ -74,6 +74,37 @@ def test_two_daemons_place_by_machine_and_labels_and_exchange_outputs(cluster: C
     assert "tick 5" in logs
 
 
+PHASE = """
+nodes:
+  - id: early
+    path: NODES/tick_times.py
+    deploy: {machine: a}
+    env: {NAME: early}
+    inputs: {tick: dora/timer/millis/100}
+  - id: late
+    path: NODES/tick_times.py
+    deploy: {machine: b}
+    env: {NAME: late, START_S: "1.0"}
+    inputs: {tick: dora/timer/millis/100}
+"""
+
+
+def test_timers_start_together_on_every_machine(cluster: Cluster) -> None:
+    """Each daemon started its timers once its own nodes were up: a 10 Hz timer on `a` ran a
+    second ahead of the same timer on `b` (whose node took 1 s to start), at any phase, and a
+    recording of the two could not be replayed exactly."""
+    cluster.coordinator()
+    cluster.daemon("a")
+    cluster.daemon("b")
+    cluster.wait_daemons("a", "b")
+    cluster.dora("start", str(cluster.write(PHASE)), "--name", "phase", "--attach")
+    early, late = cluster.result("early"), cluster.result("late")
+    assert len(early["ticks"]) == len(late["ticks"]) == 5
+    assert early["ticks"][0] > late["connected_ns"], "timers wait for every machine's nodes"
+    offsets_ms = [(a - b) / 1e6 for a, b in zip(early["ticks"], late["ticks"], strict=True)]
+    assert all(abs(d) < 30 for d in offsets_ms), offsets_ms
+
+
 def test_remote_sender_that_dies_early_closes_the_input(cluster: Cluster) -> None:
     cluster.coordinator()
     cluster.daemon("a")
