@@ -10,7 +10,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from dora_replay._jsonify import array_to_json, data_form, foxglove_readable, message_schema
+from dora_replay._jsonify import (
+    RAW_IMAGE_SCHEMA_NAME,
+    array_to_json,
+    data_form,
+    foxglove_readable,
+    message_schema,
+    raw_image,
+    raw_image_schema,
+)
 from dora_replay._recording import Recording
 from dora_replay._recording import open as open_recording
 from dora_replay._sink import check_output, replacing
@@ -80,22 +88,24 @@ def _write(
     )
     w.add_metadata("dora", meta)
     # One MCAP channel per dora channel, Arrow type and data form (a struct channel whose
-    # messages hold one row, or several, gets one MCAP channel for each): its schema then
-    # describes every message on it.
+    # messages hold one row, or several, gets one MCAP channel for each; images Foxglove can
+    # show are a form of their own): its schema then describes every message on it.
     ids: dict[tuple[str, pa.DataType, str], int] = {}
     total = rec.message_count  # the index's count: an upper bound for progress
     written = 0
     for msg in rec.iter_messages():
         form = data_form(msg.data)
+        image = raw_image(msg.data, msg.metadata, msg.publish_time_ns) if form == "bytes" else None
+        if image is not None:
+            form = "image"
         key = (msg.channel, msg.data.type, form)
         cid = ids.get(key)
         if cid is None:
-            schema = message_schema(msg.data.type, form)
+            schema = raw_image_schema() if image else message_schema(msg.data.type, form)
+            name = RAW_IMAGE_SCHEMA_NAME if image else f"dora/{msg.data.type}"
             sid = 0
             if foxglove_readable(schema):
-                sid = w.register_schema(
-                    f"dora/{msg.data.type}", "jsonschema", json.dumps(schema).encode()
-                )
+                sid = w.register_schema(name, "jsonschema", json.dumps(schema).encode())
             else:
                 note(
                     f"note: channel `{msg.channel}` ({msg.data.type}) is exported without a "
@@ -105,7 +115,8 @@ def _write(
             cid = ids[key] = w.register_channel(
                 msg.channel, "json", sid, {ARROW_TYPE_KEY: arrow_type_token(msg.data.type)}
             )
-        doc: dict[str, Any] = {"data": array_to_json(msg.data), "seq": msg.seq}
+        doc: dict[str, Any] = image or {"data": array_to_json(msg.data)}
+        doc["seq"] = msg.seq
         if msg.cause is not None:
             doc["cause"] = msg.cause
         doc["metadata"] = msg.metadata

@@ -174,6 +174,63 @@ def message_schema(t: pa.DataType, form: str) -> dict[str, Any]:
     }
 
 
+_BYTES_PER_PIXEL = {
+    **dict.fromkeys(("mono8", "8UC1", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8"), 1),
+    **dict.fromkeys(("bayer_grbg8", "mono16", "16UC1", "uyvy", "yuyv", "yuv422"), 2),
+    **dict.fromkeys(("yuv422_yuy2",), 2),
+    **dict.fromkeys(("rgb8", "bgr8", "8UC3"), 3),
+    **dict.fromkeys(("rgba8", "bgra8", "32FC1"), 4),
+}
+"""Image encodings Foxglove's Image panel shows, and their bytes per pixel."""
+
+_INTEGER = {"type": "integer"}
+RAW_IMAGE_SCHEMA_NAME = "foxglove.RawImage"
+
+
+def raw_image_schema() -> dict[str, Any]:
+    """Foxglove's ``RawImage`` message, plus the fields of every exported dora message."""
+    stamp = {"type": "object", "properties": {"sec": _INTEGER, "nsec": _INTEGER}}
+    return {
+        "type": "object",
+        "properties": {
+            "timestamp": stamp,
+            "frame_id": {"type": "string"},
+            "width": _INTEGER,
+            "height": _INTEGER,
+            "encoding": {"type": "string"},
+            "step": _INTEGER,
+            "data": {"type": "string", "contentEncoding": "base64"},
+            "seq": _INTEGER,
+            "cause": {"type": "string"},
+            "metadata": {"type": "object", "properties": {}},
+        },
+    }
+
+
+def raw_image(arr: pa.Array, metadata: dict[str, Any], stamp_ns: int) -> dict[str, Any] | None:
+    """The ``RawImage`` fields of an image message (bytes whose metadata names ``width``,
+    ``height`` and an ``encoding`` Foxglove shows, with rows of equal length), else ``None``.
+    ``data`` holds the bytes, as in every exported message, so an import reads it back."""
+    width, height, encoding = (metadata.get(k) for k in ("width", "height", "encoding"))
+    if data_form(arr) != "bytes" or encoding not in _BYTES_PER_PIXEL:
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+        return None
+    step, rest = divmod(len(arr), height)
+    if rest or step < width * _BYTES_PER_PIXEL[encoding]:
+        return None
+    frame_id = metadata.get("frame_id")
+    return {
+        "timestamp": {"sec": stamp_ns // 1_000_000_000, "nsec": stamp_ns % 1_000_000_000},
+        "frame_id": frame_id if isinstance(frame_id, str) else "",
+        "width": width,
+        "height": height,
+        "encoding": encoding,
+        "step": step,
+        "data": array_to_json(arr),
+    }
+
+
 _FIELD_TYPES = frozenset({"boolean", "string", "number", "integer", "object", "array"})
 _ITEM_TYPES = frozenset({"boolean", "string", "number", "integer", "object"})
 
