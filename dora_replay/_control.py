@@ -45,9 +45,16 @@ class Controller:
         self._server: asyncio.AbstractServer | None = None
         self._step_lock = asyncio.Lock()
         self._start_ns: int | None = None
+        self._started = asyncio.Event()
 
     async def open(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+
+    async def wait_start(self) -> int:
+        """The monotonic time (ns) the feeders count their schedule from, once it is set."""
+        await self._started.wait()
+        assert self._start_ns is not None
+        return self._start_ns
 
     def close(self) -> None:
         if self._server is not None:
@@ -77,6 +84,7 @@ class Controller:
         """Give every feeder (now and later) the start time: now + ``delay_s`` (monotonic)."""
         self.started = True
         self._start_ns = time.monotonic_ns() + int(delay_s * 1e9)
+        self._started.set()
         for w in self.writers.values():
             self._send(w, start=self._start_ns)
 

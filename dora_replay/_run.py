@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,11 @@ class Schedule:
     total_ns: int
     count: int
     order_keys: dict[str, dict[str, int]]
+    timers: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """Lockstep: per timer source of the live nodes, the ticks to send as (seq, order key)."""
+    notes: list[str] = field(default_factory=list)
+    tick_times: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """Per timer source of the live nodes, the ticks as (seq, recorded time ns)."""
 
 
 def _runs(seqs: list[int]) -> list[list[int]]:
@@ -154,6 +159,14 @@ class Run:
             yml.write_text(self.descriptor.text or self.rec.dataflow_yaml, encoding="utf-8")
             self.descriptor = dc_replace(self.descriptor, path=yml)
 
+    def _timed_ticks(self) -> dict[str, list[tuple[int, int]]]:
+        """Timed replay: each live timer's ticks as (seq, ns after the feeders' start)."""
+        origin, speed = self.sched.origin_ns, self.speed
+        return {
+            src: [(seq, max(0, int((t - origin) / speed))) for seq, t in ticks]
+            for src, ticks in self.sched.tick_times.items()
+        }
+
     def _printer(self, source: str, line: str) -> None:
         if self.user_printer is not None:
             self.user_printer(source, line)
@@ -189,6 +202,10 @@ class Run:
             taps=taps,
             lockstep=self.lockstep,
             feeders=set(self.plan.replayed),
+            lockstep_timers=self.sched.timers if self.lockstep else None,
+            timed_ticks=None if self.lockstep else self._timed_ticks(),
+            replay_start=self.controller.wait_start,
+            timer_speed=1.0 if self.lockstep else self.speed,
         )
         timed_out = False
 
@@ -242,8 +259,10 @@ class Run:
                 up = all(s.registered or s.exited for s in nodes.values())
                 if (up and self.controller.all_hello) or now - t0 > _READY_TIMEOUT_S:
                     self.controller.start()
-            feeders_done = all(nodes[f].exited for f in feeders)
-            if not stop_sent and feeders_done and self.controller.stopped_by_user:
+            feeders_exited = all(nodes[f].exited for f in feeders)
+            # lockstep: the live nodes' timers tick on until the recording's last tick
+            feeders_done = feeders_exited and (not self.lockstep or daemon.lockstep_timers_done())
+            if not stop_sent and feeders_exited and self.controller.stopped_by_user:
                 # `q` at a step: every fed message was handled (lockstep), nothing more comes
                 daemon.request_stop()
                 stop_sent = True

@@ -68,7 +68,11 @@ def _schedule(
     window: tuple[int | None, int | None],
     recorded: dict[str, list[Message]],
     lockstep: bool,
+    timers: bool = False,
 ) -> Schedule:
+    """What the feeders send, and with ``lockstep``, in which order; with ``timers`` too, the
+    ticks of the live nodes' timers (see :func:`_timer_ticks`), ranked among the messages in
+    lockstep, else sent at their recorded times (scaled by the speed) as the messages are."""
     seq_maps: dict[str, list[int]] = {c: [] for c in plan.fed_channels}
     fed: list[tuple[str, int, int]] = []  # (channel, seq, publish time) in recorded order
     first = last = None
@@ -85,8 +89,75 @@ def _schedule(
     total = max(0, (window[1] if window[1] is not None else (last or origin)) - origin)
     if window[1] is not None and last is not None:
         total = max(0, min(total, last - origin))
-    ranks = _lockstep_ranks(plan, fed, recorded, seq_maps) if lockstep else {}
-    return Schedule(seq_maps, origin, total, count, ranks)
+    ticks: dict[str, list[tuple[int, int]]] = {}
+    notes: list[str] = []
+    if timers:
+        ends = [m.publish_time_ns for msgs in recorded.values() for m in msgs[-1:]]
+        end_ns = window[1] if window[1] is not None else max([last or origin, *ends])
+        ticks, notes = _timer_ticks(plan, recorded, (window[0], end_ns), rec.start_time_ns)
+        if lockstep:
+            fed += [(src, seq, t) for src, lst in ticks.items() for seq, t in lst]
+    ranks = (
+        _lockstep_ranks(plan, fed, recorded, {**seq_maps, **dict.fromkeys(ticks, [])})
+        if lockstep
+        else {}
+    )
+    timer_keys = (
+        {src: [(seq, ranks[src][str(seq)]) for seq, _ in lst] for src, lst in ticks.items()}
+        if lockstep
+        else {}
+    )
+    for src in ticks:
+        ranks.pop(src, None)  # the daemon sends the ticks; the feeders need only their own keys
+    return Schedule(seq_maps, origin, total, count, ranks, timer_keys, notes, ticks)
+
+
+MAX_REPLAYED_TICKS = 1_000_000
+"""More ticks than this of one timer in a replay, and that timer runs on its own clock."""
+
+
+def _timer_ticks(
+    plan: ReplayPlan,
+    recorded: dict[str, list[Message]],
+    span: tuple[int | None, int],
+    fallback_epoch: int,
+) -> tuple[dict[str, list[tuple[int, int]]], list[str]]:
+    """The ticks of every timer a live node reads, as (seq, recorded time), so that a replay
+    sends them among the recorded messages (in lockstep, in order; timed, at their recorded
+    times scaled by the speed) instead of on its own clock: a node sending on a 10 Hz tick
+    would otherwise see as many ticks as the replay takes tenths of a second, at any phase. Tick ``k`` of a timer was sent at ``epoch + (k + 1) * period``; the epoch is the
+    latest one every recorded output caused by a tick (cause ``dora/timer/...#k``) allows, or
+    the recording's start when none was. Returns the ticks inside ``span`` and notes."""
+    from dora_runtime._timer import parse_timer
+
+    desc = plan.descriptor
+    sources = sorted(
+        {i.source for n in plan.live for i in desc.node(n).inputs.values() if i.is_timer}
+    )
+    effects: dict[str, dict[int, int]] = {src: {} for src in sources}
+    for msgs in recorded.values():
+        for m in msgs:
+            src, sep, seq = (m.cause or "").rpartition("#")
+            if sep and src in effects and seq.isdigit():
+                got = effects[src]
+                got[int(seq)] = min(got.get(int(seq), m.publish_time_ns), m.publish_time_ns)
+    lo, hi = span
+    ticks: dict[str, list[tuple[int, int]]] = {}
+    notes: list[str] = []
+    for src in sources:
+        period = parse_timer(src)
+        got = effects[src]
+        epoch = min((t - (k + 1) * period for k, t in got.items()), default=fallback_epoch)
+        first = 0 if lo is None else max(0, -(-(lo - epoch) // period) - 1)
+        last = (hi - epoch) // period - 1
+        if last - first + 1 > MAX_REPLAYED_TICKS:
+            notes.append(
+                f"timer {src} would tick {last - first + 1} times in this replay; it runs on "
+                "its own clock instead, so the outputs of nodes it drives may differ"
+            )
+            continue
+        ticks[src] = [(k, epoch + (k + 1) * period) for k in range(first, last + 1)]
+    return ticks, notes
 
 
 def _lockstep_ranks(
@@ -255,9 +326,9 @@ def replay(
             if f"{n}/{o}" in rec.channels
         ] + list(plan.absent)
         recorded_all = read_channels(rec, live_recorded)
-        sched = _schedule(rec, plan, window, recorded_all, lockstep)
+        sched = _schedule(rec, plan, window, recorded_all, lockstep, timers=not loop)
         said = [problem_text(rec, p) for p in rec.problems]
-        warnings = list(rec.warnings) + list(plan.warnings) + said
+        warnings = list(rec.warnings) + list(plan.warnings) + said + sched.notes
         with tempfile.TemporaryDirectory(prefix="dora-replay-") as tmp:
             # a replay killed with -9 leaves this folder: the next dora run or replay removes
             # it, as it removes a killed daemon's run folder (``clean_stale_runs``)

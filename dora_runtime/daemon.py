@@ -129,6 +129,39 @@ def _default_printer(source: str, line: str) -> None:
     print(f"{source}: {line}", flush=True)
 
 
+class _SteppedTimer:
+    """A timer of a lockstep replay: its ticks go out one at a time, each when the daemon
+    releases it (``_check_barriers``), with the seqs the recording's ticks had."""
+
+    def __init__(
+        self,
+        source: str,
+        writers: list[tuple[str, asyncio.StreamWriter]],
+        ticks: list[tuple[int, int]],
+    ) -> None:
+        self.source = source
+        self.writers = writers
+        self.ticks = ticks  # (seq, order key), in sending order
+        self.next = 0
+
+    @property
+    def key(self) -> int | None:
+        """The order key of the next tick; None once every tick was sent."""
+        return self.ticks[self.next][1] if self.next < len(self.ticks) and self.writers else None
+
+    def send(self) -> list[str]:
+        """Send the next tick; returns the nodes it went to."""
+        seq = self.ticks[self.next][0]
+        self.next += 1
+        frame = _framing.encode(["M", seq, time.time_ns(), None, {}, "n"])
+        sent = []
+        for node_id, w in self.writers:
+            if not w.is_closing():
+                w.write(frame)
+                sent.append(node_id)
+        return sent
+
+
 class Daemon:
     """Runs one dataflow on this machine until every node has exited."""
 
@@ -148,6 +181,10 @@ class Daemon:
         start_gate: Callable[[], Awaitable[None]] | None = None,
         on_status: StatusCallback | None = None,
         timer_gate: Callable[[], Awaitable[int | None]] | None = None,
+        lockstep_timers: dict[str, list[tuple[int, int]]] | None = None,
+        timed_ticks: dict[str, list[tuple[int, int]]] | None = None,
+        replay_start: Callable[[], Awaitable[int]] | None = None,
+        timer_speed: float = 1.0,
     ) -> None:
         """The keywords after ``feeders`` serve the cluster daemon (``daemon_service``):
         ``dataflow_id`` shared by every machine; ``nodes_here`` the subset of nodes placed on this
@@ -156,7 +193,14 @@ class Daemon:
         before any node is spawned; ``on_status`` told when a node starts and exits;
         ``timer_gate`` awaited once every node here is up, before the timers start: it returns
         the wall-clock time (ns) every machine's timers count their ticks from, so that timers
-        of one period tick together on every machine (``None``: from now)."""
+        of one period tick together on every machine (``None``: from now).
+
+        A replay passes the last four: ``lockstep_timers`` (with ``lockstep``), per timer source
+        the ticks to send as ``(seq, order key)``, each sent as a feeder sends a message: when
+        every node is idle and no feeder waits with a smaller key; ``timed_ticks``, per timer
+        source the ticks as ``(seq, ns after the start)``, sent at those times after
+        ``replay_start()`` (the monotonic time the feeders start from); ``timer_speed``, the
+        factor a timed replay scales time by, for the other timers."""
         self.connect_timeout_s = _env_seconds("DORA_CONNECT_TIMEOUT_S", CONNECT_TIMEOUT_S)
         self.descriptor = descriptor
         self.dataflow_id = dataflow_id or uuid7()
@@ -185,6 +229,13 @@ class Daemon:
         self._start_gate = start_gate
         self._on_status = on_status
         self._timer_gate = timer_gate
+        self._lockstep_timers = lockstep_timers or {}
+        self._timed_ticks = timed_ticks or {}
+        self._replay_start = replay_start
+        self._timer_speed = timer_speed
+        self._stepped: list[_SteppedTimer] = []  # lockstep timers, once connected
+        self._stepped_ready = not self._lockstep_timers
+        self._ticks_to: dict[str, int] = {}  # lockstep: timer ticks sent to each node
         for i, tap in enumerate(taps or []):
             spec = NodeSpec(id=tap.id, path=tap.command[0], env=dict(tap.env))
             self.nodes[tap.id] = NodeState(spec, str(self.run_dir / f"t{i}.sock"), tap=tap)
@@ -492,11 +543,17 @@ class Daemon:
             if s.tap is not None or s.idle is None:
                 continue
             rec, snd = s.idle
-            timers = {i.id for i in s.spec.inputs.values() if i.is_timer}
+            timers = {
+                i.id
+                for i in s.spec.inputs.values()
+                if i.is_timer and i.source not in self._lockstep_timers
+            }
             taken[s.spec.id] = sum(n for k, n in rec.items() if k not in timers)
             for key, n in snd.items():
                 target = key.split("/", 1)[0]
                 sent_to[target] = sent_to.get(target, 0) + n
+        for target, n in self._ticks_to.items():  # lockstep timers' ticks count as messages
+            sent_to[target] = sent_to.get(target, 0) + n
         return sent_to, taken
 
     def _quiescent(self) -> bool:
@@ -530,12 +587,25 @@ class Daemon:
         """Release one feeder (smallest order key) once every feeder waits and all is quiet."""
         feeders = [s for s in self.nodes.values() if s.spec.id in self.feeders and not s.exited]
         waiting = [s for s in self.nodes.values() if s.barrier is not None]
-        if not waiting or any(s.barrier is None for s in feeders) or not self._quiescent():
+        timers = [t for t in self._stepped if t.key is not None]
+        if not self._stepped_ready or (not waiting and not timers):
             return
-        first = min(waiting, key=lambda s: s.barrier_key)
+        if any(s.barrier is None for s in feeders) or not self._quiescent():
+            return
+        first = min(waiting, key=lambda s: s.barrier_key, default=None)
+        tick = min(timers, key=lambda t: t.key or 0, default=None)
+        if tick is not None and (first is None or (tick.key or 0) < first.barrier_key):
+            for node_id in tick.send():
+                self._ticks_to[node_id] = self._ticks_to.get(node_id, 0) + 1
+            return
+        assert first is not None
         if first.control is not None:
             self._write(first.control, ["BARRIER_OK", first.barrier])
         first.barrier = None
+
+    def lockstep_timers_done(self) -> bool:
+        """Lockstep replay: every tick of the replayed timers has been sent."""
+        return self._stepped_ready and all(t.key is None for t in self._stepped)
 
     def _check_ready(self) -> None:
         if all(s.registered or s.exited for s in self.nodes.values()):
@@ -597,8 +667,61 @@ class Daemon:
             for inp in state.spec.inputs.values():
                 if inp.is_timer and not state.exited:
                     by_source.setdefault(inp.source, []).append((state, inp.id))
+        stepped = {k: v for k, v in by_source.items() if k in self._lockstep_timers}
         for source, targets in by_source.items():
-            self._timer_tasks.append(asyncio.create_task(self._run_timer(source, targets, start)))
+            if source in self._timed_ticks and self._replay_start is not None:
+                ticks = self._timed_ticks[source]
+                task = self._run_timed_ticks(source, targets, ticks, self._replay_start)
+                self._timer_tasks.append(asyncio.create_task(task))
+            elif source not in stepped:
+                self._timer_tasks.append(
+                    asyncio.create_task(self._run_timer(source, targets, start))
+                )
+        for source, targets in stepped.items():
+            writers = await self._timer_connections(source, targets)
+            ticks = self._lockstep_timers[source]
+            self._stepped.append(_SteppedTimer(source, writers, ticks))
+        self._stepped_ready = True
+        if self.lockstep:
+            self._check_barriers()
+
+    async def _run_timed_ticks(
+        self,
+        source: str,
+        targets: list[tuple[NodeState, str]],
+        ticks: list[tuple[int, int]],
+        replay_start: Callable[[], Awaitable[int]],
+    ) -> None:
+        """A timed replay's timer: each (seq, offset) tick at the replay's start + offset."""
+        writers = [w for _, w in await self._timer_connections(source, targets)]
+        start = await replay_start()
+        for seq, offset in ticks:
+            delay = start + offset - time.monotonic_ns()
+            if delay > 0:
+                await asyncio.sleep(delay / 1e9)
+            if self._stopping or not writers:
+                return
+            frame = _framing.encode(["M", seq, time.time_ns(), None, {}, "n"])
+            for w in list(writers):
+                if w.is_closing():
+                    writers.remove(w)
+                elif w.transport.get_write_buffer_size() < _TIMER_BUFFER_MAX:
+                    w.write(frame)
+
+    async def _timer_connections(
+        self, source: str, targets: list[tuple[NodeState, str]]
+    ) -> list[tuple[str, asyncio.StreamWriter]]:
+        """A data connection from the daemon to each (node, input) ``source`` ticks on."""
+        writers = []
+        for state, input_id in targets:
+            try:
+                _, w = await asyncio.open_unix_connection(state.socket_path)
+            except OSError:
+                continue
+            w.write(_framing.encode(["H", "dora", source[len("dora/") :], input_id]))
+            writers.append((state.spec.id, w))
+        self._timer_writers.extend(w for _, w in writers)
+        return writers
 
     async def _run_timer(
         self, source: str, targets: list[tuple[NodeState, str]], start: int
@@ -606,16 +729,8 @@ class Daemon:
         """Tick ``source`` to ``targets`` at ``start`` + k periods (monotonic ns), k >= 1."""
         from dora_runtime._timer import parse_timer
 
-        period_ns = parse_timer(source)
-        writers: list[asyncio.StreamWriter] = []
-        for state, input_id in targets:
-            try:
-                _, w = await asyncio.open_unix_connection(state.socket_path)
-            except OSError:
-                continue
-            w.write(_framing.encode(["H", "dora", source[len("dora/") :], input_id]))
-            writers.append(w)
-        self._timer_writers.extend(writers)
+        period_ns = max(1, int(parse_timer(source) / self._timer_speed))
+        writers = [w for _, w in await self._timer_connections(source, targets)]
         tick = max(0, (time.monotonic_ns() - start) // period_ns)  # ticks already past
         sent = 0
         while writers and not self._stopping:
