@@ -321,9 +321,11 @@ def make_plan(
     live_filter = chan_filter - fed_all
     if live_filter:
         compared = [c for c in compared if c in live_filter]
+    # With --channels, only the channels it names can be missing a producer: naming what to
+    # send (the topics of an imported bag one's own nodes read) leaves the others out.
     absent = {
         c: _absent_reason(c, desc)
-        for c in sorted((live_filter or recorded) - fed_all - set(compared))
+        for c in sorted((chan_filter if channels else recorded) - fed_all - set(compared))
     }
     compared += list(absent)
     nodes: list[NodeSpec] = []
@@ -378,7 +380,7 @@ def _absent_reason(channel: str, desc: Descriptor) -> str:
         missing = f"node `{node_id}` is not in {where}"
     return (
         f"{missing}, so nothing produced this recorded channel: replay a dataflow that has it, "
-        "or compare only the other channels with --channels"
+        "or name the channels to send or compare with --channels (the others are left out)"
     )
 
 
