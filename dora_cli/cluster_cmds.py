@@ -3,6 +3,7 @@ RUNNING_DATAFLOW``). Handlers parse and call ``dora_runtime.coordinator``."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -61,14 +62,34 @@ def up(
 
 
 def destroy(
-    grace: str | None = typer.Option(None, "--grace", help="Grace period for running nodes."),
+    grace: str | None = typer.Option(
+        None,
+        "--grace",
+        help="Grace period for running nodes (default: each dataflow's, from `dora start "
+        "--grace`, else 5s).",
+        show_default=False,
+    ),
+    coordinator: str | None = _COORD,
 ) -> None:
     """Stop every dataflow, the coordinator, and every daemon connected to it: the one `dora up`
     started, and also those started by hand with `dora daemon` (on any machine; each logs why
     it exits)."""
+    from dora_runtime.coordinator.client import COORDINATOR_ENV, read_info
     from dora_runtime.coordinator.local import destroy as do_destroy
 
-    for line in do_destroy(grace_s=duration(grace, "--grace")):
+    grace_s = duration(grace, "--grace")
+    url = coordinator or os.environ.get(COORDINATOR_ENV)
+    info = read_info()
+    if url and (info is None or info["url"] != url):  # not the one `dora up` started here
+        with _client(url) as c:
+            answer = c.request({"type": "destroy", "grace_s": grace_s}, timeout_s=120)
+        for name in answer["stopped"]:
+            typer.echo(f"stopped dataflow {name}")
+        for error in answer["errors"]:
+            typer.echo(f"warning: {error}")
+        typer.echo(f"the coordinator at {url} and its daemons are shutting down")
+        return
+    for line in do_destroy(grace_s=grace_s):
         typer.echo(line)
 
 

@@ -211,3 +211,19 @@ def test_recording_a_running_dataflow_stores_its_path(cluster: Cluster) -> None:
     rec = dora_replay.open(out)
     # replay finds the node files through it, from any folder
     assert rec.metadata["dataflow_path"] == str(path.resolve())
+
+
+def test_destroy_reaches_the_coordinator_it_is_pointed_at(cluster: Cluster) -> None:
+    """`dora destroy --coordinator URL` (or $DORA_COORDINATOR) for a coordinator `dora up` did
+    not start here: it only knew $DORA_HOME's and said "no coordinator is running"."""
+    cluster.coordinator()
+    arm = cluster.daemon("arm")
+    cluster.wait_daemons("arm")
+    elsewhere = cluster.dir / "elsewhere"  # a $DORA_HOME where `dora up` never ran
+    elsewhere.mkdir()
+    down = cluster.dora(
+        "destroy", "--coordinator", str(cluster.url), DORA_HOME=str(elsewhere)
+    ).stdout
+    assert f"the coordinator at {cluster.url} and its daemons are shutting down" in down, down
+    assert arm.wait(10) == 0
+    assert cluster.procs["coordinator"].wait(10) == 0
