@@ -14,13 +14,21 @@ from dora_runtime.descriptor import NodeSpec
 _PR_SET_PDEATHSIG = 1
 
 
+PYTHON_NAMES = ("python", "python3")
+"""``path:`` values that mean "the interpreter running dora" (``python -m package.node``)."""
+
+
 def node_command(node: NodeSpec, python: str | None = None) -> list[str]:
-    """``[python, -u, file.py, *args]`` for Python files, ``[executable, *args]`` otherwise."""
+    """``[python, -u, file.py, *args]`` for Python files, ``[executable, *args]`` otherwise.
+    A bare ``python`` or ``python3`` is the interpreter running dora, as for ``.py`` files (the
+    one on ``PATH`` may lack the node's packages)."""
     path = node.resolved_path or node.path
     if path is None:
         raise ValueError(f"node {node.id!r} has no path to start")
     if path.endswith(".py"):
         return [python or sys.executable, "-u", path, *node.args]
+    if node.path in PYTHON_NAMES:
+        return [python or sys.executable, "-u", *node.args]
     return [path, *node.args]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from _cli import NODES, REPO
 
 if TYPE_CHECKING:
     from conftest import DoraRunner
@@ -461,3 +462,32 @@ nodes:
     assert woken < 20, f"the daemon woke {woken} times in 2 s with two idle nodes"
     assert "node `stubborn` did not stop within 1 s; killed" in r.stdout, r.output
     assert _types(r.result("collect"))[-1] == "STOP"
+
+
+def test_a_node_run_as_a_python_module_uses_dora_s_interpreter(
+    dora: DoraRunner, tmp_path: Path
+) -> None:
+    """`path: python` with `args: -m package.module` ran whatever `python` was first on PATH,
+    which lacks pyarrow when dora runs from a virtual environment that is not activated."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    other = bin_dir / "python"
+    other.write_text("#!/bin/sh\necho 'the python on PATH ran' >&2\nexit 3\n")
+    other.chmod(0o755)
+    pkg = dora.workdir / "mynodes"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "probe.py").write_text((NODES / "probe.py").read_text())
+    dora.env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    dora.env["PYTHONPATH"] = f"{REPO}{os.pathsep}{NODES}"  # probe's helpers
+    r = dora.run(
+        """
+nodes:
+  - id: probe
+    path: python
+    args: -m mynodes.probe --flag
+"""
+    )
+    assert r.returncode == 0, r.output
+    probe = r.result("probe")
+    assert probe["executable"] == sys.executable and probe["argv"] == ["--flag"]
