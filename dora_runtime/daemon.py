@@ -661,7 +661,9 @@ class Daemon:
         # Every timer counts its ticks from one instant (on a cluster, the same wall-clock
         # instant on every machine), so timers of one period tick together.
         now_wall, now_mono = time.time_ns(), time.monotonic_ns()
-        start = now_mono if epoch_ns is None else now_mono + (epoch_ns - now_wall)
+        # An instant in this machine's future means its clock is behind the coordinator's: start
+        # now rather than wait out the offset (the ticks are then off by it, as they must be).
+        start = now_mono if epoch_ns is None else now_mono + min(0, epoch_ns - now_wall)
         by_source: dict[str, list[tuple[NodeState, str]]] = {}
         for state in self.nodes.values():
             for inp in state.spec.inputs.values():
