@@ -11,6 +11,7 @@ import difflib
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from dora_runtime._descriptor_fields import (
     line_of,
     show,
 )
+from dora_runtime._spawn import PYTHON_NAMES
 from dora_runtime.descriptor import DeploySpec, Descriptor, NodeSpec
 from dora_runtime.errors import DescriptorError
 
@@ -345,6 +347,8 @@ class _Parser(FieldReader):
             return None, None
         if path == "dynamic":
             return path, None
+        if path in PYTHON_NAMES:  # the interpreter running dora, whatever PATH holds
+            return path, sys.executable
         built = any(key in items for key in _BUILDS_PATH)
         candidate = Path(path) if Path(path).is_absolute() else self.base_dir / path
         if candidate.is_file():

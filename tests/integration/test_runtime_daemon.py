@@ -491,3 +491,23 @@ nodes:
     assert r.returncode == 0, r.output
     probe = r.result("probe")
     assert probe["executable"] == sys.executable and probe["argv"] == ["--flag"]
+
+
+def test_path_python_needs_no_python_on_path(dora: DoraRunner, tmp_path: Path) -> None:
+    """Debian and Ubuntu have only `python3` on PATH: `path: python` was refused as "neither a
+    file nor an executable on PATH" although it runs dora's interpreter."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sh").symlink_to("/bin/sh")
+    dora.env["PATH"] = str(bin_dir)  # no python of any name
+    dora.env["PYTHONPATH"] = f"{REPO}{os.pathsep}{NODES}"
+    r = dora.run(
+        f"""
+nodes:
+  - id: probe
+    path: python
+    args: {NODES / "probe.py"}
+"""
+    )
+    assert r.returncode == 0, r.output
+    assert r.result("probe")["executable"] == sys.executable
