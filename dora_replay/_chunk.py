@@ -3,7 +3,9 @@
 A chunk body is an Arrow IPC stream holding one record batch (with its dictionaries, if any),
 compressed with the chunk's codec. Columns, one row per message:
 ``log_time_ns`` int64, ``publish_time_ns`` int64, ``seq`` uint64, ``cause`` utf8 (nullable),
-``metadata`` binary (msgpack map, nullable), ``data`` large_list<item: T> (the message's array).
+``metadata`` binary (msgpack map, nullable), ``data`` large_list<item: T> (the message's array),
+``taken`` utf8 (nullable; ``source#seq`` items: the last message the sender had taken on each
+input). Files written before ``taken`` existed have the first six columns only.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import zstandard
 
 from dora_replay._records import COMPRESSION_CODES
 
-COLUMNS = ("log_time_ns", "publish_time_ns", "seq", "cause", "metadata", "data")
+COLUMNS = ("log_time_ns", "publish_time_ns", "seq", "cause", "metadata", "data", "taken")
 
 
 def chunk_schema(data_type: pa.DataType) -> pa.Schema:
@@ -31,6 +33,7 @@ def chunk_schema(data_type: pa.DataType) -> pa.Schema:
             pa.field("cause", pa.string()),
             pa.field("metadata", pa.binary()),
             pa.field("data", pa.large_list(data_type), nullable=False),
+            pa.field("taken", pa.string()),
         ]
     )
 
@@ -115,6 +118,7 @@ class Piece:
     causes: list[Any] | None
     metas: list[Any] | None
     nbytes: int
+    takens: list[Any] | None = None
 
     @property
     def count(self) -> int:
@@ -140,7 +144,8 @@ def build_batch(pieces: list[Piece], schema: pa.Schema) -> pa.RecordBatch:
             _optional_column(pieces, "causes", pa.string(), n),
             _optional_column(pieces, "metas", pa.binary(), n),
             pa.LargeListArray.from_arrays(pa.array(offsets), values, type=schema.field(5).type),
-        ],
+            _optional_column(pieces, "takens", pa.string(), n),
+        ][: len(schema)],  # a schema of the six columns before ``taken``: a repair keeps it
         schema=schema,
     )
     if n > 1 and bool(np.any(log[1:] < log[:-1])):

@@ -120,6 +120,8 @@ def _write(
         if msg.cause is not None:
             doc["cause"] = msg.cause
         doc["metadata"] = msg.metadata
+        if msg.taken is not None:
+            doc["taken"] = msg.taken
         w.add_message(
             cid,
             log_time=msg.log_time_ns,

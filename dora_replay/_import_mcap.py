@@ -216,6 +216,7 @@ def _import(
                     seq=seq,
                     cause=doc.get("cause"),
                     metadata=meta,
+                    taken=doc.get("taken"),
                 )
                 report.messages += 1
                 report.channels[ch.name] = report.channels.get(ch.name, 0) + 1

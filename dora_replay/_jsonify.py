@@ -170,6 +170,7 @@ def message_schema(t: pa.DataType, form: str) -> dict[str, Any]:
             "seq": {"type": "integer"},
             "cause": {"type": "string"},
             "metadata": {"type": "object", "properties": {}},
+            "taken": {"type": "object", "properties": {}},
         },
     }
 
@@ -203,6 +204,7 @@ def raw_image_schema() -> dict[str, Any]:
             "seq": _INTEGER,
             "cause": {"type": "string"},
             "metadata": {"type": "object", "properties": {}},
+            "taken": {"type": "object", "properties": {}},
         },
     }
 

@@ -1,7 +1,7 @@
 """Staging: the writer's flat list of queued messages -> typed column pieces for chunks.
 
-``Writer.write`` appends six items per message to a per-channel list (one atomic ``list.extend``):
-data, log_time_ns, publish_time_ns, seq, cause, packed metadata. The writer thread slices that list
+``Writer.write`` appends seven items per message to a per-channel list (one atomic
+``list.extend``): data, log_time_ns, publish_time_ns, seq, cause, packed metadata, taken text. The writer thread slices that list
 into :class:`Piece` objects here, one per run of messages with the same Arrow type.
 """
 
@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from dora_replay._chunk import Piece
 
-FIELDS = 6
+FIELDS = 7
 """Items per queued message in a channel's pending list."""
 
 ROW_OVERHEAD_BYTES = 40
@@ -35,6 +35,25 @@ def pack_metadata(metadata: dict[str, Any]) -> bytes:
         raise TypeError(
             f"metadata {metadata!r} cannot be recorded ({exc}); use bool/int/float/str/list values"
         ) from None
+
+
+def taken_text(taken: dict[str, int] | None) -> str | None:
+    """The ``taken`` column's text for ``{source: seq}``: ``source#seq`` items, space separated,
+    in source order (sources hold no spaces: node ids and outputs cannot)."""
+    if taken is None:
+        return None
+    return " ".join(f"{src}#{seq}" for src, seq in sorted(taken.items()))
+
+
+def parse_taken(text: str | None) -> dict[str, int] | None:
+    """Inverse of :func:`taken_text`."""
+    if text is None:
+        return None
+    out: dict[str, int] = {}
+    for item in text.split():
+        src, _, seq = item.rpartition("#")
+        out[src] = int(seq)
+    return out
 
 
 def to_arrow(data: Any) -> pa.Array:
@@ -62,6 +81,7 @@ def make_pieces(items: list[Any]) -> tuple[list[Piece], list[tuple[int, str]]]:
         part = items[lo * FIELDS : hi * FIELDS]
         causes = part[4::FIELDS]
         metas = part[5::FIELDS]
+        takens = part[6::FIELDS]
         n = hi - lo
         try:
             pieces.append(
@@ -74,6 +94,7 @@ def make_pieces(items: list[Any]) -> tuple[list[Piece], list[tuple[int, str]]]:
                     seq=np.array(part[3::FIELDS], dtype=np.uint64),
                     causes=None if causes.count(None) == n else causes,
                     metas=None if metas.count(None) == n else metas,
+                    takens=None if takens.count(None) == n else takens,
                     nbytes=values.nbytes + ROW_OVERHEAD_BYTES * n,
                 )
             )

@@ -503,7 +503,7 @@ class PartFile:
                 schema = pa.ipc.open_stream(pa.py_buffer(raw)).schema
             except Exception:  # zstd, lz4 and Arrow raise unrelated types
                 continue
-            if tuple(schema.names) == COLUMNS:
+            if tuple(schema.names) in (COLUMNS, COLUMNS[:6]):  # six: before ``taken``
                 return schema.serialize().to_pybytes()
         return None
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from dora_replay._chunk import data_type_of, decode_batch, decompress
 from dora_replay._index import ChunkEntry, Header
+from dora_replay._pieces import parse_taken
 from dora_replay._reader import PartFile, Problem
 from dora_replay._records import unpack
 from dora_replay._writer import part_path
@@ -26,7 +27,8 @@ from dora_replay.errors import RecordingError, RecordingNotFoundError
 
 class Message(NamedTuple):
     """One recorded message. Times in ns since the Unix epoch; ``data`` is the array that was sent;
-    ``metadata`` is ``{}`` when none was sent."""
+    ``metadata`` is ``{}`` when none was sent; ``taken``: ``{source: seq}``, the last message the
+    sender had taken on each of its inputs when it sent this one (``None``: not recorded)."""
 
     channel: str
     data: pa.Array
@@ -35,6 +37,7 @@ class Message(NamedTuple):
     seq: int
     cause: str | None
     metadata: dict[str, Any]
+    taken: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -312,6 +315,11 @@ class Recording:
             metas: Iterable[dict[str, Any]] = [{} for _ in range(m)]
         else:
             metas = [{} if b is None else unpack(b) for b in md.to_pylist()]
+        taken_col = batch.column(6) if batch.num_columns > 6 else None  # older files: none
+        if taken_col is None or taken_col.null_count == m:
+            takens: Iterable[Any] = repeat(None)
+        else:
+            takens = map(parse_taken, taken_col.to_pylist())
         data = batch.column(5)
         offsets = data.offsets.to_numpy()
         values = data.values
@@ -324,13 +332,15 @@ class Recording:
             batch.column(2).to_numpy().tolist(),
             causes,
             metas,
+            takens,
         )
         return map(tuple.__new__, repeat(Message), rows)
 
     def to_table(self, channel: str, version: int | None = None) -> pa.Table:
         """All messages of ``channel`` as a table sorted by log time: ``log_time_ns``,
-        ``publish_time_ns``, ``seq``, ``cause``, ``metadata`` (JSON text) and ``data``
-        (``large_list`` of the channel's type, one row per message). Pass ``version`` (1-based)
+        ``publish_time_ns``, ``seq``, ``cause``, ``metadata`` (JSON text), ``data``
+        (``large_list`` of the channel's type, one row per message) and, in files that have it,
+        ``taken`` (see the format). Pass ``version`` (1-based)
         when the channel changed type during the recording."""
         refs = self._select(channel, None, None)
         info = self.channels[channel]

@@ -25,7 +25,7 @@ from dora_replay._chunk import (
 )
 from dora_replay._index import ChannelDef, Header
 from dora_replay._pieces import FIELDS as _FIELDS
-from dora_replay._pieces import make_pieces, pack_metadata
+from dora_replay._pieces import make_pieces, pack_metadata, taken_text
 from dora_replay._records import (
     MAGIC,
     OP_HEADER,
@@ -225,12 +225,15 @@ class Writer:
         seq: int,
         cause: str | None = None,
         metadata: dict[str, Any] | None = None,
+        taken: dict[str, int] | None = None,
     ) -> None:
         """Queue one message of ``channel`` (``node/output``).
 
         ``data``: the Arrow array that was sent (bytes, numpy arrays and lists are converted as the
         node API does); ``log_time_ns``: ns since the Unix epoch when recorded;
-        ``publish_time_ns``: ns since the epoch when sent. Never blocks on disk or compression;
+        ``publish_time_ns``: ns since the epoch when sent; ``cause``: ``source#seq`` of the input
+        the sender was handling; ``taken``: ``{source: seq}``, the last message the sender had
+        taken on each of its inputs. Never blocks on disk or compression;
         when the writer falls more than ``max_buffer_bytes`` behind, the message is counted as a
         drop instead. Raises :class:`RecordingError` after ``close()`` or a write failure.
         """
@@ -242,7 +245,9 @@ class Writer:
             return
         if metadata is not None:
             metadata = pack_metadata(metadata)  # type: ignore[assignment]
-        pending.extend((data, log_time_ns, publish_time_ns, seq, cause, metadata))
+        pending.extend(
+            (data, log_time_ns, publish_time_ns, seq, cause, metadata, taken_text(taken))
+        )
 
     def write_message(self, m: Any) -> None:
         """Queue a message read from a recording (a ``Message``) as it was recorded."""
@@ -254,6 +259,7 @@ class Writer:
             seq=m.seq,
             cause=m.cause,
             metadata=m.metadata or None,
+            taken=m.taken,
         )
 
     def add_drops(self, channel: str, n: int) -> None:

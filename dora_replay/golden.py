@@ -129,7 +129,15 @@ def _retimed(
                 log_t = pub_t
             time_of[f"{m.channel}#{m.seq}"] = last_of[m.channel] = pub_t
             last = max(last, pub_t)
-            out.append(m._replace(cause=cause, log_time_ns=log_t, publish_time_ns=pub_t))
+            taken = m.taken
+            if taken:  # fed channels' seqs back to the recorded ones, as for the cause
+                taken = {
+                    src: seq_maps[src][s] if src in seq_maps and s < len(seq_maps[src]) else s
+                    for src, s in taken.items()
+                }
+            out.append(
+                m._replace(cause=cause, log_time_ns=log_t, publish_time_ns=pub_t, taken=taken)
+            )
 
     for m in merged:
         place_upto(m.channel, m.seq)

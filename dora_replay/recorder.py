@@ -212,6 +212,7 @@ def _record(tap: TapClient, writer: Writer, opts: RecordOptions) -> int:
                 seq=msg.seq,
                 cause=msg.cause,
                 metadata=msg.metadata,
+                taken=msg.taken,
             )
             del msg
             if time.monotonic() >= next_check:

@@ -9,6 +9,7 @@ only when every live node is idle, so the outcome does not depend on machine spe
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import os
 import shlex
@@ -125,9 +126,11 @@ def _timer_ticks(
     """The ticks of every timer a live node reads, as (seq, recorded time), so that a replay
     sends them among the recorded messages (in lockstep, in order; timed, at their recorded
     times scaled by the speed) instead of on its own clock: a node sending on a 10 Hz tick
-    would otherwise see as many ticks as the replay takes tenths of a second, at any phase. Tick ``k`` of a timer was sent at ``epoch + (k + 1) * period``; the epoch is the
-    latest one every recorded output caused by a tick (cause ``dora/timer/...#k``) allows, or
-    the recording's start when none was. Returns the ticks inside ``span`` and notes."""
+    would otherwise see as many ticks as the replay takes tenths of a second, at any phase.
+
+    Tick ``k`` of a timer was due at ``epoch + (k + 1) * period``; the epoch is the latest one
+    every recorded output caused by a tick (cause ``dora/timer/...#k``) allows, or the
+    recording's start when none was. Returns the ticks inside ``span`` and notes."""
     from dora_runtime._timer import parse_timer
 
     desc = plan.descriptor
@@ -156,7 +159,15 @@ def _timer_ticks(
                 "its own clock instead, so the outputs of nodes it drives may differ"
             )
             continue
-        ticks[src] = [(k, epoch + (k + 1) * period) for k in range(first, last + 1)]
+        # A tick's time orders it among what its nodes received: just before its first effect
+        # when it had one (a scan sent a few microseconds after the tick was due was taken
+        # first if the tick's output already had it), else when it was due; never before the
+        # previous tick.
+        lst: list[tuple[int, int]] = []
+        for k in range(first, last + 1):
+            t = got[k] - 1 if k in got else epoch + (k + 1) * period
+            lst.append((k, max(t, lst[-1][1] + 1) if lst else t))
+        ticks[src] = lst
     return ticks, notes
 
 
@@ -185,43 +196,105 @@ def _lockstep_ranks(
     live = set(plan.live)
     desc = plan.descriptor
     chains_of: dict[str, list[str]] = {}  # channel -> the chains its messages are ordered in
+    readers_of: dict[str, set[str]] = {}
     for channel in {c for c, _, _ in fed}:
         node, _, output = channel.partition("/")
-        readers = {n.id for n, _ in desc.subscribers(node, output) if n.id in live}
-        chains_of[channel] = [f"channel {channel}", *(f"node {n}" for n in sorted(readers))]
+        readers_of[channel] = {n.id for n, _ in desc.subscribers(node, output) if n.id in live}
+        chains_of[channel] = [
+            f"channel {channel}",
+            *(f"node {n}" for n in sorted(readers_of[channel])),
+        ]
     chains: dict[str, list[int]] = defaultdict(list)
     for i, (c, _, _) in enumerate(fed):  # recorded order: seq order within a channel
         chains[f"channel {c}"].append(i)
-    for i in sorted(range(len(fed)), key=lambda i: (fed[i][2], i)):
-        for chain in chains_of[fed[i][0]][1:]:
-            chains[chain].append(i)
+    for node in sorted({n for rs in readers_of.values() for n in rs}):
+        inputs = sorted(c for c, rs in readers_of.items() if node in rs)
+        chains[f"node {node}"] = _taking_order(node, inputs, fed, chains, recorded)
+    key_of = [effect.get((c, str(seq)), publish + 1) - 1 for c, seq, publish in fed]
     waiting = [len(chains_of[c]) for c, _, _ in fed]  # chains where it is not first yet
     heads = dict.fromkeys(chains, 0)
     ready: list[tuple[int, int, int]] = []
+    ranks: dict[str, dict[str, int]] = defaultdict(dict)
+    ranked = [False] * len(fed)
 
     def reach(chain: str) -> None:
-        pos = heads[chain]
-        if pos < len(chains[chain]):
-            i = chains[chain][pos]
+        members = chains[chain]
+        while heads[chain] < len(members) and ranked[members[heads[chain]]]:
+            heads[chain] += 1  # placed already, out of turn (below)
+        if heads[chain] < len(members):
+            i = members[heads[chain]]
             waiting[i] -= 1
             if waiting[i] == 0:
-                c, seq, publish = fed[i]
-                key = effect.get((c, str(seq)), publish + 1) - 1
-                heapq.heappush(ready, (key, publish, i))
+                heapq.heappush(ready, (key_of[i], fed[i][2], i))
 
     for chain in chains:
         reach(chain)
-    ranks: dict[str, dict[str, int]] = defaultdict(dict)
     rank = 0
-    while ready:
+    while rank < len(fed):
+        if not ready:
+            # Two live nodes took the same inputs in different orders (they ran in parallel);
+            # one order must win: the earliest message at the head of a chain goes first.
+            heads_now = {chains[ch][h] for ch, h in heads.items() if h < len(chains[ch])}
+            i = min((i for i in heads_now if not ranked[i]), key=lambda i: (key_of[i], i))
+            waiting[i] = 0
+            heapq.heappush(ready, (key_of[i], fed[i][2], i))
         _, _, i = heapq.heappop(ready)
+        if ranked[i]:
+            continue
+        ranked[i] = True
         c, seq, _ = fed[i]
         ranks[c][str(seq)] = rank
         rank += 1
         for chain in chains_of[c]:
-            heads[chain] += 1
-            reach(chain)
+            if heads[chain] < len(chains[chain]) and chains[chain][heads[chain]] == i:
+                heads[chain] += 1
+                reach(chain)
     return dict(ranks)
+
+
+def _taking_order(
+    node: str,
+    inputs: list[str],
+    fed: list[tuple[str, int, int]],
+    chains: dict[str, list[int]],
+    recorded: dict[str, list[Message]],
+) -> list[int]:
+    """The order ``node`` took its fed messages in (indices into ``fed``), each input's in seq
+    order: by time (publish time; a tick's, see ``_timer_ticks``), corrected by what its recorded
+    outputs say it had taken (``Message.taken``): an output caused by message ``c`` with
+    ``taken[src] == s`` means the node took ``src#s`` before ``c`` and ``src``'s next message
+    after it, however close their times were."""
+    index = {(c, seq): i for i, (c, seq, _) in enumerate(fed)}
+    seqs = {c: [fed[i][1] for i in chains[f"channel {c}"]] for c in inputs}
+    before: dict[int, set[int]] = defaultdict(set)  # i -> what must be taken before it
+    for channel, msgs in recorded.items():
+        if channel.partition("/")[0] != node:
+            continue
+        for m in msgs:
+            src, sep, cseq = (m.cause or "").rpartition("#")
+            c = index.get((src, int(cseq))) if sep and m.taken and cseq.isdigit() else None
+            if c is None or m.taken is None:
+                continue
+            for other, s in m.taken.items():
+                if other == src or other not in seqs:
+                    continue
+                if (other, s) in index:
+                    before[c].add(index[other, s])
+                nxt = bisect.bisect_right(seqs[other], s)
+                if nxt < len(seqs[other]):
+                    before[chains[f"channel {other}"][nxt]].add(c)
+    pos = dict.fromkeys(inputs, 0)
+    taken: set[int] = set()
+    order: list[int] = []
+    while True:
+        heads = [chains[f"channel {c}"][p] for c, p in pos.items() if p < len(seqs[c])]
+        if not heads:
+            return order
+        free = [i for i in heads if before[i] <= taken] or heads  # conflicting: by time
+        i = min(free, key=lambda i: (fed[i][2], i))
+        order.append(i)
+        taken.add(i)
+        pos[fed[i][0]] += 1
 
 
 def _with_downstream(desc: Any, dropping: set[str], live: list[str]) -> dict[str, str]:

@@ -19,6 +19,10 @@ class EdgeConfig:
     socket: str
     queue_size: int = 10
     backpressure: bool = False
+    taken: bool = False
+    """The receiver keeps, with each message, the inputs the sender had taken (``[cause,
+    {source: seq}]`` in the frame's cause field): a tap (recorder), or the bridge to other
+    machines' taps."""
 
 
 @dataclass

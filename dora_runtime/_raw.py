@@ -57,9 +57,17 @@ class SampleHandler:
         self._sent = True
         cause = self._node._cause
         if self._region is None:  # inline: packed straight from the heap buffer, no copy first
-            self._sender.send(self._output, memoryview(self._heap), self._metadata, cause)
+            self._sender.send(
+                self._output, memoryview(self._heap), self._metadata, cause, self._node._taken_now
+            )
             return
         payload = ["q", self._region.name, DATA_OFFSET, self._length, 0, "uint8", self._length]
         self._sender.send_region(
-            self._output, self._region, payload, self._live, self._metadata, cause
+            self._output,
+            self._region,
+            payload,
+            self._live,
+            self._metadata,
+            cause,
+            self._node._taken_now,
         )

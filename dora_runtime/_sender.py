@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -23,6 +24,10 @@ from dora_runtime._shm import SLOTS_OFFSET, Region, ShmPool, wait_released
 from dora_runtime.errors import NodeError
 
 _BACKPRESSURE_POLL_S = 0.05
+
+Taken = Callable[[], dict[str, int]] | None
+"""What the sending node had taken on each input (``Node._taken_now``), asked for only when an
+edge keeps it (``EdgeConfig.taken``: a recorder)."""
 
 
 class _Edge:
@@ -73,7 +78,7 @@ class _Output:
     """Per-output state: the sequence counter and the edges, with the live ones precomputed
     (recomputed only when an edge changes) so a send walks no lists it does not need."""
 
-    __slots__ = ("seq", "edges", "live", "owners", "backpressure", "stale", "pool")
+    __slots__ = ("seq", "edges", "live", "owners", "backpressure", "stale", "pool", "taken")
 
     def __init__(self, edges: list[_Edge], pool: ShmPool) -> None:
         self.seq = 0
@@ -89,6 +94,7 @@ class _Output:
             self.live = [e for e in self.edges if e.alive]
             self.owners = [e.cfg.node for e in self.live]
             self.backpressure = [e for e in self.live if e.cfg.backpressure]
+            self.taken = any(e.cfg.taken for e in self.live)
             self.stale = False
         return self.live
 
@@ -97,6 +103,11 @@ class _Output:
         for e in self.backpressure:
             e.wait_for_room()
         return self.pool.acquire(nbytes, self.owners)
+
+
+def _with_taken(head: list[Any], cause: str | None, taken: Taken) -> list[Any]:
+    """``head`` with ``[cause, taken()]`` as its cause, for receivers that keep it."""
+    return [*head[:3], [cause, taken() if taken is not None else {}], *head[4:]]
 
 
 class Sender:
@@ -168,10 +179,12 @@ class Sender:
         arr: pa.Array | memoryview,
         metadata: dict[str, Any],
         cause: str | None,
+        taken: Taken = None,
     ) -> int:
         """Send ``arr`` to every receiver of ``output_id``; returns the message sequence number.
 
-        A ``memoryview`` (of unsigned bytes) is sent as a UInt8 array."""
+        A ``memoryview`` (of unsigned bytes) is sent as a UInt8 array. Receivers that keep
+        ``taken`` (recorders) get ``[cause, taken()]`` in the cause field."""
         out = self._outs.get(output_id) or self._unknown_output(output_id)
         with self._lock:
             seq = out.seq
@@ -184,13 +197,15 @@ class Sender:
             else:
                 region, payload = encode_payload(arr, out.acquire)  # type: ignore[arg-type]
             head = ["M", seq, time.time_ns(), cause, metadata]
+            head_taken = _with_taken(head, cause, taken) if out.taken else head
             if region is None:
                 frame = self._frame(head + payload)
+                frame_taken = self._frame(head_taken + payload) if out.taken else frame
                 for e in live:
-                    e.send(frame)
+                    e.send(frame_taken if e.cfg.taken else frame)
                 return seq
-            head[0] = "S"
-            self._fan_out(live, head, payload, region)
+            head[0] = head_taken[0] = "S"
+            self._fan_out(live, head, payload, region, head_taken)
             return seq
 
     def _frame(self, obj: list[Any]) -> bytes:
@@ -204,13 +219,16 @@ class Sender:
         live: list[_Edge],
         metadata: dict[str, Any],
         cause: str | None,
+        taken: Taken = None,
     ) -> int:
         """Send a region filled in place (``send_output_raw``)."""
         out = self._outs[output_id]
         with self._lock:
             seq = out.seq
             out.seq = seq + 1
-            self._fan_out(live, ["S", seq, time.time_ns(), cause, metadata], payload, region)
+            head = ["S", seq, time.time_ns(), cause, metadata]
+            head_taken = _with_taken(head, cause, taken) if out.taken else head
+            self._fan_out(live, head, payload, region, head_taken)
             return seq
 
     def acquire_raw(self, output_id: str, length: int) -> tuple[Region, list[_Edge]]:
@@ -220,11 +238,16 @@ class Sender:
             return out.acquire(length), live
 
     def _fan_out(
-        self, live: list[_Edge], head: list[Any], payload: list[Any], region: Region
+        self,
+        live: list[_Edge],
+        head: list[Any],
+        payload: list[Any],
+        region: Region,
+        head_taken: list[Any],
     ) -> None:
         for slot, e in enumerate(live):
             payload[4] = slot
-            e.send(self._frame(head + payload))
+            e.send(self._frame((head_taken if e.cfg.taken else head) + payload))
             if e.alive and e.cfg.backpressure:
                 e.outstanding.append((region, slot))
             elif not e.alive:

@@ -196,7 +196,11 @@ class DataflowBridge:
     def edges(self) -> dict[str, list[EdgeConfig]]:
         """The extra edge per published channel, for ``Daemon(extra_edges=...)``."""
         return {
-            c: [EdgeConfig(node=BRIDGE_NODE, input=c, socket=self.socket_path, queue_size=1000)]
+            c: [
+                EdgeConfig(
+                    node=BRIDGE_NODE, input=c, socket=self.socket_path, queue_size=1000, taken=True
+                )
+            ]
             for c in self.publish
         }
 

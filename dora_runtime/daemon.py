@@ -312,7 +312,11 @@ class Daemon:
             edges += self.extra_edges.get(channel, [])
             edges += [
                 EdgeConfig(
-                    node=s.spec.id, input=channel, socket=s.socket_path, queue_size=s.tap.queue_size
+                    node=s.spec.id,
+                    input=channel,
+                    socket=s.socket_path,
+                    queue_size=s.tap.queue_size,
+                    taken=True,
                 )
                 for s in self.nodes.values()
                 if s.tap is not None and channel in s.tap.channels
@@ -422,7 +426,7 @@ class Daemon:
             raise DoraError(f"tap `{tap_id}` did not start (see {self.log_dir}/log_{tap_id}.txt)")
         for channel in channels:
             sender = live[channel]
-            edge = EdgeConfig(tap_id, channel, state.socket_path, tap.queue_size)
+            edge = EdgeConfig(tap_id, channel, state.socket_path, tap.queue_size, taken=True)
             self.extra_edges.setdefault(channel, []).append(edge)
             if sender.control is not None and not sender.exited:
                 self._write(sender.control, ["SUB", channel.split("/", 1)[1], edge.__dict__])

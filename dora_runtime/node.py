@@ -70,6 +70,7 @@ class Node:
         )
         self._events.control_handlers["UNSUB"] = lambda f: self._sender.remove_edge(f[1], f[2])
         self._last_input: tuple[str, int] | None = None  # (input id, seq) being handled
+        self._taken: dict[str, int] = {}  # input id -> seq of the last message taken on it
         self._closed = False
         self._last_idle: Any = None
         self._barrier_seq = 0
@@ -130,6 +131,7 @@ class Node:
         # Cheaper than datetime.fromtimestamp on a cold CPU (no time zone or float math).
         md["timestamp"] = _EPOCH + _US * (publish_ns // 1000)
         self._last_input = (item.input_id, seq)
+        self._taken[item.input_id] = seq
         return {
             "type": "INPUT",
             "id": item.input_id,
@@ -146,6 +148,13 @@ class Node:
         last = self._last_input
         return None if last is None else f"{self._cfg.inputs[last[0]].source}#{last[1]}"
 
+    def _taken_now(self) -> dict[str, int]:
+        """``{source: seq}`` of the last message taken on each input (``node/output`` or a
+        timer): what a recording keeps beside each output, so a replay can give a node its
+        inputs in the order it took them."""
+        inputs = self._cfg.inputs
+        return {inputs[i].source: seq for i, seq in self._taken.items()}
+
     def send_output(
         self, output_id: str, data: Any, metadata: dict[str, Any] | None = None
     ) -> None:
@@ -153,7 +162,7 @@ class Node:
         cls = data.__class__
         # bytes travel as they are (a UInt8 array on the receiving side), not via an Arrow array
         arr = memoryview(data) if cls is bytes or cls is bytearray else to_arrow(data)
-        self._sender.send(output_id, arr, check_metadata(metadata), self._cause)
+        self._sender.send(output_id, arr, check_metadata(metadata), self._cause, self._taken_now)
 
     def send_output_raw(
         self, output_id: str, data_length: int, metadata: dict[str, Any] | None = None

@@ -49,7 +49,9 @@ class TapSpec:
 @dataclass(slots=True)
 class TapMessage:
     """One message as sent: channel ``node/output``, sender ``seq``, ``publish_time_ns`` (ns since
-    the Unix epoch), the sender's ``cause`` (``node/output#seq`` of the input it was handling)."""
+    the Unix epoch), the sender's ``cause`` (``node/output#seq`` of the input it was handling)
+    and ``taken`` (``{source: seq}``: the last message it had taken on each input; ``None``
+    from a sender that did not say)."""
 
     channel: str
     seq: int
@@ -57,6 +59,7 @@ class TapMessage:
     cause: str | None
     metadata: dict[str, Any]
     value: pa.Array
+    taken: dict[str, int] | None = None
 
 
 TAP_DEFER_S = 0.002
@@ -110,13 +113,17 @@ class TapClient:
             if item.kind != "INPUT":  # STOP is ignored: a tap records until its inputs close
                 continue
             frame = decode_body(item.frame)
+            cause, taken = frame[3], None
+            if isinstance(cause, list):  # [cause, {source: seq}]: see EdgeConfig.taken
+                cause, taken = cause[0], cause[1]
             yield TapMessage(
                 channel=item.input_id,
                 seq=frame[1],
                 publish_time_ns=frame[2],
-                cause=frame[3],
+                cause=cause,
                 metadata=frame[4] or {},
                 value=decode(frame[5:], self._mapper, copy=True),
+                taken=taken,
             )
 
     def _send_control(self, msg: list[Any]) -> None:

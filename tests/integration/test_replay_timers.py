@@ -1,5 +1,8 @@
 """A live node driven by a timer (a fixed-rate controller sending on each tick the newest
-sensor value it received): a replay sends it the recorded ticks, among the recorded messages.
+sensor value it received): a replay sends it the recorded ticks, among the recorded messages,
+and in lockstep in the order it took them (the recording keeps, with each output, the last
+message its node had taken on each input: a scan sent a few microseconds before a tick may have
+been taken after it).
 
 Before, its timer ran on the replay's own clock: a lockstep replay of a 3 s recording gave it
 about as many ticks as the replay took tenths of a second (28 of 30 outputs missing), a replay
@@ -66,6 +69,13 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert res.returncode == 0, res.stdout + res.stderr
     with dora_replay.open(d / "run.dora") as rec:
         assert 20 <= rec.channels["controller/cmd"].message_count <= 30
+        cmds = list(rec.iter_messages(channels="controller/cmd"))
+    # What the controller had taken on each input when it sent each command: the tick it
+    # handled, and the last scan (which a replay must hand it before that tick, no later).
+    for m in cmds:
+        assert m.taken is not None and set(m.taken) == {"dora/timer/hz/10", "sensor/scan"}
+        assert m.cause == f"dora/timer/hz/10#{m.taken['dora/timer/hz/10']}"
+        assert m.data.to_pylist() == [(m.taken["sensor/scan"] + 1) * 1000 + m.seq + 1]
     return d / "run.dora"
 
 
@@ -94,3 +104,23 @@ def test_a_timed_replay_sends_the_recorded_ticks_at_the_scaled_times(recording: 
         kinds = {d["kind"] for d in cmd["differences"]}
         assert kinds <= {"value"}, (speed, kinds)
         assert cmd["matched"] >= cmd["recorded_count"] // 2, cmd
+
+
+@pytest.mark.slow
+def test_a_golden_update_keeps_what_the_controller_had_taken(
+    recording: Path, tmp_path: Path
+) -> None:
+    """A replay's feeders number their messages from 0 (here from 1 s into the recording); the
+    update maps the seqs in `taken` back to the recorded ones, as it does for causes, so the
+    updated golden replays exactly."""
+    golden = tmp_path / "golden.dora"
+    golden.write_bytes(recording.read_bytes())
+    result = dora_replay.replay(golden, speed=0, start=1.0, log_dir=tmp_path / "logs")
+    dora_replay.update_golden(golden, result)  # the controller counts ticks from 1 again
+    with dora_replay.open(golden) as rec:
+        late = [m for m in rec.iter_messages(channels="controller/cmd") if m.seq >= 10]
+    assert late and all(m.taken is not None for m in late)
+    for m in late:  # the scan it had taken, by its recorded seq: value seq + 1
+        assert m.data.to_pylist()[0] // 1000 == m.taken["sensor/scan"] + 1, (m, m.taken)
+    res = run_dora("replay", str(golden), "--speed", "0", "--start", "1", "--assert", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -72,4 +72,5 @@ def test_public_surface() -> None:
         "seq",
         "cause",
         "metadata",
+        "taken",
     )

@@ -76,6 +76,7 @@ def record(path: Path) -> None:
                 seq=i,
                 cause="in/1" if i else None,
                 metadata=meta,
+                taken={"in/1": i, "dora/timer/hz/10": 2 * i} if i else None,
             )
 
 
@@ -99,7 +100,7 @@ def test_mcap_export_is_json_foxglove_can_show(tmp_path: Path) -> None:
         assert foxglove_readable(json.loads(schema.data)), schema.data
         doc = json.loads(message.data)
         # no cause: no key (Foxglove's schema reader takes one type per field, not "or null")
-        assert set(doc) == {"data", "seq", "metadata"} | ({"cause"} if i else set())
+        assert set(doc) == {"data", "seq", "metadata"} | ({"cause", "taken"} if i else set())
     first = json.loads(rows[0][2].data)
     assert isinstance(first["data"], str)  # uint8 image as base64
     boxes = json.loads(rows[2][2].data)
@@ -119,14 +120,14 @@ def test_mcap_round_trip_restores_types_values_metadata_and_times(tmp_path: Path
         assert b.dataflow_yaml == YAML and b.metadata["git"] == "abc123"
         assert b.start_time_ns == a.start_time_ns  # not the time of the import
         for x, y in zip(a.iter_messages(), b.iter_messages(), strict=True):
-            assert (x.channel, x.log_time_ns, x.publish_time_ns, x.seq, x.cause, x.metadata) == (
+            assert (x.channel, x.log_time_ns, x.publish_time_ns, x.seq, x.cause) == (
                 y.channel,
                 y.log_time_ns,
                 y.publish_time_ns,
                 y.seq,
                 y.cause,
-                y.metadata,
             )
+            assert (x.metadata, x.taken) == (y.metadata, y.taken)
             assert same(x.data, y.data), (x.data, y.data)
 
 

@@ -185,6 +185,7 @@ def test_to_table(tmp_path: Path) -> None:
         "cause",
         "metadata",
         "data",
+        "taken",
     ]
     assert table.column("data").to_pylist() == [[i, i] for i in range(4)]
     assert table.column("metadata").to_pylist() == [f'{{"i": {i}}}' for i in range(4)]
@@ -278,3 +279,36 @@ def test_writer_falling_behind_counts_drops_instead_of_blocking(tmp_path: Path) 
     assert s.messages + s.drops.get("cam/image", 0) == 200
     with dora_replay.open(path) as rec:
         assert rec.channels["cam/image"].message_count == s.messages
+
+
+def test_taken_inputs_round_trip_and_older_files_read_without_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``taken``: the last message the sender had taken on each input, so a replay can hand a
+    node its inputs in the order it took them. Files from before it have six columns and read
+    with ``taken`` None."""
+    path = tmp_path / "run.dora"
+    taken = {"lidar/scan": 41, "dora/timer/hz/10": 7}
+    with dora_replay.open_writer(path, YAML) as w:
+        w.write("ctl/cmd", pa.array([1.0]), log_time_ns=1, publish_time_ns=1, seq=0, taken=taken)
+        w.write("ctl/cmd", pa.array([2.0]), log_time_ns=2, publish_time_ns=2, seq=1)
+    with dora_replay.open(path) as rec:
+        assert [m.taken for m in rec.iter_messages()] == [taken, None]
+        assert rec.to_table("ctl/cmd").column("taken").to_pylist() == [
+            "dora/timer/hz/10#7 lidar/scan#41",
+            None,
+        ]
+    import dora_replay._writer as writer_module
+    from dora_replay._chunk import chunk_schema
+
+    def six_columns(data_type: pa.DataType) -> pa.Schema:  # the layout before ``taken``
+        return pa.schema(list(chunk_schema(data_type))[:6])
+
+    monkeypatch.setattr(writer_module, "chunk_schema", six_columns)
+    old = tmp_path / "old.dora"
+    with dora_replay.open_writer(old, YAML) as w:
+        w.write("ctl/cmd", pa.array([1.0]), log_time_ns=1, publish_time_ns=1, seq=0, taken=taken)
+    with dora_replay.open(old) as rec:
+        assert [(m.data.to_pylist(), m.taken) for m in rec.iter_messages()] == [([1.0], None)]
+        assert "taken" not in rec.to_table("ctl/cmd").column_names
+        assert rec.verify() == []
