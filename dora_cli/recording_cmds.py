@@ -5,6 +5,7 @@ Handlers parse arguments and call :mod:`dora_replay`; pyarrow is imported only i
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -285,6 +286,14 @@ def import_(
     if not path.exists():
         fail(f"{path}: no such file; pass an existing .mcap file")
     from dora_replay._import_mcap import import_mcap
+    from dora_replay._records import MAGIC
+
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        if f.read(len(MAGIC)) == MAGIC:
+            fail(
+                f"{path} is a .dora recording already: dora info, dora replay and pytest "
+                "--dora-replay read it as it is (dora export turns it into MCAP)"
+            )
 
     try:
         with _errors(path), _progress("import") as progress:

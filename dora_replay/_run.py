@@ -168,6 +168,10 @@ class Run:
         }
 
     def _printer(self, source: str, line: str) -> None:
+        from dora_replay.recorder import RECORDER_ID
+
+        if source == RECORDER_ID and not self.capture_all and str(self.tmp) in line:
+            return  # the capture in a temporary file: nothing the user asked for (no --out)
         if self.user_printer is not None:
             self.user_printer(source, line)
 

@@ -164,6 +164,18 @@ def test_import_of_a_non_mcap_file_is_one_line(app: typer.Typer, tmp_path: Path)
     assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1 and "bag.mcap" in r.output
 
 
+def test_importing_a_dora_recording_says_what_it_is(
+    app: typer.Typer, rec: Path, tmp_path: Path
+) -> None:
+    """It said "InvalidMagic ...; is it a valid MCAP file?"."""
+    r = CliRunner().invoke(app, ["import", str(rec), "-o", str(tmp_path / "x.dora")])
+    assert r.exit_code == 1 and r.output.strip() == (
+        f"error: {rec} is a .dora recording already: dora info, dora replay and pytest "
+        "--dora-replay read it as it is (dora export turns it into MCAP)"
+    )
+    assert not (tmp_path / "x.dora").exists()
+
+
 def test_repair_command(app: typer.Typer, rec: Path) -> None:
     raw = rec.read_bytes()
     rec.write_bytes(raw[: len(raw) - 300])  # footer and tail gone

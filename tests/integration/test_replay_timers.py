@@ -92,6 +92,8 @@ def test_lockstep_replays_a_timer_driven_node_exactly_every_time(recording: Path
         res = run_dora("replay", str(recording), "--speed", "0", "--assert", cwd=recording.parent)
         assert res.returncode == 0, res.stdout + res.stderr
         assert "controller/cmd: ok (" in res.stdout
+        # the capture in a temporary file is not announced (only one asked for with --out)
+        assert "dora-replay-" not in res.stdout + res.stderr, res.stdout
 
 
 @pytest.mark.slow
