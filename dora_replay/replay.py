@@ -212,6 +212,10 @@ def _lockstep_ranks(
         chains[f"node {node}"] = _taking_order(node, inputs, fed, chains, recorded)
     key_of = [effect.get((c, str(seq)), publish + 1) - 1 for c, seq, publish in fed]
     waiting = [len(chains_of[c]) for c, _, _ in fed]  # chains where it is not first yet
+    unblocks = _taken_through_live_nodes(fed, chains, recorded)  # j -> what waits for j
+    for followers in unblocks.values():
+        for i in followers:
+            waiting[i] += 1
     heads = dict.fromkeys(chains, 0)
     ready: list[tuple[int, int, int]] = []
     ranks: dict[str, dict[str, int]] = defaultdict(dict)
@@ -249,7 +253,67 @@ def _lockstep_ranks(
             if heads[chain] < len(chains[chain]) and chains[chain][heads[chain]] == i:
                 heads[chain] += 1
                 reach(chain)
+        for j in unblocks.get(i, ()):
+            waiting[j] -= 1
+            if waiting[j] == 0 and not ranked[j]:
+                heapq.heappush(ready, (key_of[j], fed[j][2], j))
     return dict(ranks)
+
+
+def _taken_through_live_nodes(
+    fed: list[tuple[str, int, int]],
+    chains: dict[str, list[int]],
+    recorded: dict[str, list[Message]],
+) -> dict[int, set[int]]:
+    """What ``Message.taken`` says about the order of fed messages, also for inputs that reach
+    a node through other live nodes: {fed message j: fed messages that must be sent after j}. A planner's output caused by a
+    detection of frame ``k``, with ``taken["imu/imu"] == s``, means IMU sample ``s`` (the fed
+    message at the root of its cause chain, for an input from a live node) went before frame
+    ``k``, and sample ``s + 1`` after it: in lockstep each fed message's effects are over before
+    the next one is sent, so that order is the order the planner takes them in."""
+    index = {(c, seq): i for i, (c, seq, _) in enumerate(fed)}
+    by_key = {(m.channel, m.seq): m for msgs in recorded.values() for m in msgs}
+    fed_seqs = {
+        c[len("channel ") :]: [fed[i][1] for i in ch]
+        for c, ch in chains.items()
+        if c.startswith("channel ")
+    }
+    live_seqs = {c: sorted(m.seq for m in msgs) for c, msgs in recorded.items()}
+
+    def root(channel: str, seq: int) -> int | None:
+        for _ in range(64):  # a cause chain back to the fed message it started from
+            if (channel, seq) in index:
+                return index[channel, seq]
+            m = by_key.get((channel, seq))
+            src, sep, s = (m.cause or "").rpartition("#") if m is not None else ("", "", "")
+            if not sep or not s.isdigit():
+                return None
+            channel, seq = src, int(s)
+        return None
+
+    def next_root(channel: str, seq: int) -> int | None:
+        seqs = fed_seqs.get(channel) if channel in fed_seqs else live_seqs.get(channel, [])
+        k = bisect.bisect_right(seqs or [], seq)
+        return root(channel, seqs[k]) if seqs and k < len(seqs) else None
+
+    unblocks: dict[int, set[int]] = defaultdict(set)
+    for msgs in recorded.values():
+        for m in msgs:
+            src, sep, s = (m.cause or "").rpartition("#")
+            if not m.taken or not sep or not s.isdigit():
+                continue
+            c = root(src, int(s))
+            if c is None:
+                continue
+            for other, seq in m.taken.items():
+                if other == src:
+                    continue
+                x, y = root(other, seq), next_root(other, seq)
+                if x is not None and x != c:
+                    unblocks[x].add(c)
+                if y is not None and y != c:
+                    unblocks[c].add(y)
+    return unblocks
 
 
 def _taking_order(
