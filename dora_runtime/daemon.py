@@ -591,7 +591,7 @@ class Daemon:
         """Release one feeder (smallest order key) once every feeder waits and all is quiet."""
         feeders = [s for s in self.nodes.values() if s.spec.id in self.feeders and not s.exited]
         waiting = [s for s in self.nodes.values() if s.barrier is not None]
-        timers = [t for t in self._stepped if t.key is not None]
+        timers = [t for t in self._stepped if t.key is not None and not self._deaf(t)]
         if not self._stepped_ready or (not waiting and not timers):
             return
         if any(s.barrier is None for s in feeders) or not self._quiescent():
@@ -608,8 +608,13 @@ class Daemon:
         first.barrier = None
 
     def lockstep_timers_done(self) -> bool:
-        """Lockstep replay: every tick of the replayed timers has been sent."""
-        return self._stepped_ready and all(t.key is None for t in self._stepped)
+        """Lockstep replay: every tick of the replayed timers has been sent (or has no node
+        left to go to)."""
+        return self._stepped_ready and all(t.key is None or self._deaf(t) for t in self._stepped)
+
+    def _deaf(self, timer: _SteppedTimer) -> bool:
+        """Every node ``timer`` ticks to has exited (a live node that crashed)."""
+        return all(self.nodes[n].exited for n, _ in timer.writers)
 
     def _check_ready(self) -> None:
         if all(s.registered or s.exited for s in self.nodes.values()):

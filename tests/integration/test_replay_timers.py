@@ -126,3 +126,34 @@ def test_a_golden_update_keeps_what_the_controller_had_taken(
         assert m.data.to_pylist()[0] // 1000 == m.taken["sensor/scan"] + 1, (m, m.taken)
     res = run_dora("replay", str(golden), "--speed", "0", "--start", "1", "--assert", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+CRASHES_ON_TICK_5 = """
+from dora import Node
+node = Node()
+ticks = 0
+for event in node:
+    if event["type"] == "INPUT" and event["id"] == "tick":
+        ticks += 1
+        if ticks == 5:
+            raise SystemExit(3)
+"""
+
+
+@pytest.mark.slow
+def test_a_lockstep_replay_ends_when_the_timer_driven_node_crashes(
+    recording: Path, tmp_path: Path
+) -> None:
+    """Both nodes live (no feeder): once the controller was gone, the next tick of its timer
+    went to nobody, so nothing ever woke the daemon again and the replay hung until its time
+    limit."""
+    crash = tmp_path / "crash.py"
+    crash.write_text(CRASHES_ON_TICK_5)
+    res = run_dora(
+        "replay", str(recording), "--speed", "0", "--live-nodes", "sensor",
+        "--replace", f"controller={crash}", "--stop-after", "40s",
+        cwd=recording.parent, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "FAILED: node `controller` exit 3" in res.stdout, res.stdout
+    assert "did not finish within" not in res.stdout, res.stdout
