@@ -187,6 +187,7 @@ class Writer:
             part=1 if self._split else 0,
             compression=f"{codec}:{level}" if codec == "zstd" else codec,
         )
+        self._converted = start_time_ns is not None
         self._pending: dict[str, list[Any]] = {}
         self._chans: dict[str, _Chan] = {}
         self._versions: dict[str, list[pa.DataType]] = {}
@@ -212,6 +213,11 @@ class Writer:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dora-record-writer", daemon=True)
         self._thread.start()
+
+    def _end_time_ns(self) -> int:
+        """When the recording (part) ends: now, or for a file converted from another one
+        (opened with ``start_time_ns``), its last message's log time."""
+        return self._sink.last_log_time_ns if self._converted else time.time_ns()
 
     # -- caller side: cheap, never touches the disk ------------------------------------------
 
@@ -342,7 +348,7 @@ class Writer:
                 self._wake.clear()
             with self._lock:
                 drops = dict(self._drops)
-            self._sink.finish(drops, time.time_ns(), fsync=self._fsync)
+            self._sink.finish(drops, self._end_time_ns(), fsync=self._fsync)
         except BaseException as exc:  # reported by close() and write()
             self._error = exc
             self._refuse = True
@@ -487,7 +493,7 @@ class Writer:
             return
         with self._lock:
             drops = dict(self._drops)
-        self._sink.finish(drops, time.time_ns(), fsync=self._fsync)
+        self._sink.finish(drops, self._end_time_ns(), fsync=self._fsync)
         self._bytes_done += self._sink.offset
         self._header.part += 1
         path = part_path(self._base, self._header.part)

@@ -191,6 +191,7 @@ def test_rosbag2_cdr_import_maps_messages_to_one_row_structs(tmp_path: Path) -> 
         assert [m.seq for m in twists] == list(range(5))
         assert twists[1].log_time_ns == 1_700_000_000_010_000_000
         assert rec.start_time_ns == 1_700_000_000_000_000_000  # the first message's time
+        assert rec.end_time_ns == 1_700_000_000_040_000_001  # the last one's, not the import's
         assert rec.channels["robot/imu"].types[0].get_field_index("header") == 0
 
 
