@@ -11,6 +11,11 @@ SKIP = "\0skip"  # the message is outside what was replayed
 UNRECORDED = "\0unrecorded"  # caused by a replayed output that has no recorded counterpart
 
 
+def _is_tick(cause: str | None) -> bool:
+    """A cause that is a timer tick (``dora/timer/hz/10#7``)."""
+    return cause is not None and cause.startswith("dora/timer/")
+
+
 def split_cause(cause: str | None) -> tuple[str, int] | None:
     if not cause or cause.startswith("dora/"):
         return None
@@ -65,6 +70,11 @@ class Aligner:
             self.handled[node].update(m.cause for m in msgs if m.cause)
 
     def rec_key(self, m: Message) -> str | None:
+        if _is_tick(m.cause):  # a replay sends the recorded ticks, with their seqs
+            lo, hi = self.window
+            if (lo is not None and m.log_time_ns < lo) or (hi is not None and m.log_time_ns >= hi):
+                return SKIP
+            return m.cause
         p = split_cause(m.cause)
         if p is None or (p[0] not in self.fed_sets and p[0] not in self.rec_in_scope):
             lo, hi = self.window
@@ -78,6 +88,8 @@ class Aligner:
         return m.cause if seq in scope else SKIP
 
     def rep_key(self, m: Message) -> str | None:
+        if _is_tick(m.cause):
+            return m.cause
         p = split_cause(m.cause)
         if p is None:
             return None

@@ -206,7 +206,15 @@ def update_golden(
             )
         header = rec.header
         codec = header.compression or "zstd"
-        writer = open_writer(tmp, header.dataflow_yaml, dict(header.metadata), compression=codec)
+        # the recording's own start (and, from its messages, end), not the time of the update:
+        # --start/--end and a replay's timer ticks count from it
+        writer = open_writer(
+            tmp,
+            header.dataflow_yaml,
+            dict(header.metadata),
+            compression=codec,
+            start_time_ns=header.start_time_ns,
+        )
         try:
             kept = [m for m in rec.iter_messages() if m.channel not in new]
             for m in sorted(

@@ -153,6 +153,8 @@ def _timer_ticks(
         epoch = min((t - (k + 1) * period for k, t in got.items()), default=fallback_epoch)
         first = 0 if lo is None else max(0, -(-(lo - epoch) // period) - 1)
         last = (hi - epoch) // period - 1
+        if got:  # none after the last tick that caused an output: the recording may have
+            last = min(last, max(got))  # stopped right after it (later messages: a slow node)
         if last - first + 1 > MAX_REPLAYED_TICKS:
             notes.append(
                 f"timer {src} would tick {last - first + 1} times in this replay; it runs on "

@@ -117,9 +117,14 @@ def test_a_golden_update_keeps_what_the_controller_had_taken(
     updated golden replays exactly."""
     golden = tmp_path / "golden.dora"
     golden.write_bytes(recording.read_bytes())
+    with dora_replay.open(golden) as rec:
+        started = rec.start_time_ns
     result = dora_replay.replay(golden, speed=0, start=1.0, log_dir=tmp_path / "logs")
     dora_replay.update_golden(golden, result)  # the controller counts ticks from 1 again
     with dora_replay.open(golden) as rec:
+        # the recording's start, not the update's: --start and the ticks count from it (the
+        # next update's replay sent ticks over the minutes since)
+        assert rec.start_time_ns == started
         late = [m for m in rec.iter_messages(channels="controller/cmd") if m.seq >= 10]
     assert late and all(m.taken is not None for m in late)
     for m in late:  # the scan it had taken, by its recorded seq: value seq + 1
@@ -157,3 +162,38 @@ def test_a_lockstep_replay_ends_when_the_timer_driven_node_crashes(
     assert res.returncode == 1, res.stdout + res.stderr
     assert "FAILED: node `controller` exit 3" in res.stdout, res.stdout
     assert "did not finish within" not in res.stdout, res.stdout
+
+
+SLOW_SINK = """
+import time
+from dora import Node
+node = Node()
+for event in node:
+    if event["type"] == "INPUT":
+        time.sleep(0.15)  # a mapper: its last output comes after the dataflow was stopped
+        node.send_output("map", event["value"])
+"""
+
+
+@pytest.mark.slow
+def test_no_ticks_after_the_last_one_recorded(recording: Path, tmp_path: Path) -> None:
+    """A slow node's last output, logged after the stop, made the replay run the controller's
+    timer on to that time: ticks that never fired when recorded, their outputs "extra"."""
+    d = recording.parent
+    (tmp_path / "sink.py").write_text(SLOW_SINK)
+    flow = tmp_path / "slow.yml"
+    flow.write_text(
+        DATAFLOW.replace("sensor.py", str(d / "sensor.py")).replace(
+            "controller.py", str(d / "controller.py")
+        )
+        + "  - id: mapper\n    path: sink.py\n"
+        "    inputs: {scan: {source: sensor/scan, queue_size: 1}}\n    outputs: [map]\n"
+    )
+    res = run_dora("run", str(flow), "--record", "slow.dora", "--stop-after", "2s", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with dora_replay.open(tmp_path / "slow.dora") as rec:
+        last_cmd = max(m.log_time_ns for m in rec.iter_messages(channels="controller/cmd"))
+        last_map = max(m.log_time_ns for m in rec.iter_messages(channels="mapper/map"))
+    assert last_map > last_cmd + 100_000_000, "the mapper's last output came well after"
+    res = run_dora("replay", "slow.dora", "--speed", "0", "--assert", "-q", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -202,10 +202,22 @@ def test_missing_and_extra_outputs() -> None:
 
 
 def test_outputs_without_cause_align_by_order_and_window() -> None:
-    rec = {"t/o": [msg("t/o", [i], i, "dora/timer/millis/10#5") for i in range(4)]}
-    rep = {"t/o": [msg("t/o", [i], i, "dora/timer/millis/10#0") for i in range(2, 4)]}
+    rec = {"t/o": [msg("t/o", [i], i, None) for i in range(4)]}
+    rep = {"t/o": [msg("t/o", [i], i, None) for i in range(2, 4)]}
     cmp = compare_outputs(rec, rep, window=(1002, None))
     assert cmp.ok and cmp.channels["t/o"].matched == 2 and cmp.channels["t/o"].skipped == 2
+
+
+def test_outputs_of_timer_ticks_align_by_tick() -> None:
+    """A replay sends the recorded ticks with their seqs: tick 7's output is compared with the
+    recorded output of tick 7, whatever came before (a golden update of a replay from
+    --start paired them by order, and gave tick 9's output the times of tick 0's)."""
+    rec = {"t/o": [msg("t/o", [i], i, f"dora/timer/millis/10#{i}") for i in range(4)]}
+    rep = {"t/o": [msg("t/o", [i], i, f"dora/timer/millis/10#{i}") for i in range(2, 4)]}
+    cmp = compare_outputs(rec, rep, window=(1002, None))
+    assert cmp.ok and cmp.channels["t/o"].matched == 2 and cmp.channels["t/o"].skipped == 2
+    cmp = compare_outputs(rec, rep)  # no window: ticks 0 and 1 were not replayed
+    assert cmp.channels["t/o"].matched == 2 and cmp.channels["t/o"].count("missing") == 2
 
 
 def test_type_change_is_a_difference() -> None:
