@@ -122,6 +122,8 @@ def _write(
         doc["metadata"] = msg.metadata
         if msg.taken is not None:
             doc["taken"] = msg.taken
+        if msg.took is not None:
+            doc["took"] = [f"{src}#{seq}" for src, seq in msg.took]
         w.add_message(
             cid,
             log_time=msg.log_time_ns,

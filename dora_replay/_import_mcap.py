@@ -217,6 +217,7 @@ def _import(
                     cause=doc.get("cause"),
                     metadata=meta,
                     taken=doc.get("taken"),
+                    took=_took(doc.get("took")),
                 )
                 report.messages += 1
                 report.channels[ch.name] = report.channels.get(ch.name, 0) + 1
@@ -224,6 +225,13 @@ def _import(
                     progress(i + 1, max(total, i + 1))
         report.raw = sorted({c.name for c in chans.values() if c.raw})
     return report
+
+
+def _took(items: list[str] | None) -> list[tuple[str, int]] | None:
+    """A dora export's ``took`` (``["source#seq", ...]``) back as ``(source, seq)``."""
+    if items is None:
+        return None
+    return [(src, int(seq)) for src, _, seq in (i.rpartition("#") for i in items)]
 
 
 def _stream(f: Any) -> Any:

@@ -171,6 +171,7 @@ def message_schema(t: pa.DataType, form: str) -> dict[str, Any]:
             "cause": {"type": "string"},
             "metadata": {"type": "object", "properties": {}},
             "taken": {"type": "object", "properties": {}},
+            "took": {"type": "array", "items": {"type": "string"}},
         },
     }
 
@@ -205,6 +206,7 @@ def raw_image_schema() -> dict[str, Any]:
             "cause": {"type": "string"},
             "metadata": {"type": "object", "properties": {}},
             "taken": {"type": "object", "properties": {}},
+            "took": {"type": "array", "items": {"type": "string"}},
         },
     }
 

@@ -37,23 +37,34 @@ def pack_metadata(metadata: dict[str, Any]) -> bytes:
         ) from None
 
 
-def taken_text(taken: dict[str, int] | None) -> str | None:
-    """The ``taken`` column's text for ``{source: seq}``: ``source#seq`` items, space separated,
-    in source order (sources hold no spaces: node ids and outputs cannot)."""
+def taken_text(
+    taken: dict[str, int] | None, took: list[tuple[str, int]] | None = None
+) -> str | None:
+    """The ``taken`` column's text: the ``{source: seq}`` items as ``source#seq``, space
+    separated, in source order; then, with ``took``, `` | `` and its ``source#seq`` items in
+    taking order (sources hold no spaces nor ``|``: node ids and outputs cannot)."""
     if taken is None:
         return None
-    return " ".join(f"{src}#{seq}" for src, seq in sorted(taken.items()))
+    text = " ".join(f"{src}#{seq}" for src, seq in sorted(taken.items()))
+    if took is None:
+        return text
+    return f"{text} | {' '.join(f'{src}#{seq}' for src, seq in took)}"
 
 
-def parse_taken(text: str | None) -> dict[str, int] | None:
-    """Inverse of :func:`taken_text`."""
-    if text is None:
-        return None
-    out: dict[str, int] = {}
+def _items(text: str) -> list[tuple[str, int]]:
+    out = []
     for item in text.split():
         src, _, seq = item.rpartition("#")
-        out[src] = int(seq)
+        out.append((src, int(seq)))
     return out
+
+
+def parse_taken(text: str | None) -> tuple[dict[str, int] | None, list[tuple[str, int]] | None]:
+    """Inverse of :func:`taken_text`: ``(taken, took)``."""
+    if text is None:
+        return None, None
+    last, sep, order = text.partition("|")
+    return dict(_items(last)), (_items(order) if sep else None)
 
 
 def to_arrow(data: Any) -> pa.Array:

@@ -28,7 +28,9 @@ from dora_replay.errors import RecordingError, RecordingNotFoundError
 class Message(NamedTuple):
     """One recorded message. Times in ns since the Unix epoch; ``data`` is the array that was sent;
     ``metadata`` is ``{}`` when none was sent; ``taken``: ``{source: seq}``, the last message the
-    sender had taken on each of its inputs when it sent this one (``None``: not recorded)."""
+    sender had taken on each of its inputs when it sent this one, ``took`` what it had taken
+    since its previous recorded output, in order, as ``(source, seq)`` (``None``: not
+    recorded)."""
 
     channel: str
     data: pa.Array
@@ -38,6 +40,7 @@ class Message(NamedTuple):
     cause: str | None
     metadata: dict[str, Any]
     taken: dict[str, int] | None = None
+    took: list[tuple[str, int]] | None = None
 
 
 @dataclass(slots=True)
@@ -318,8 +321,11 @@ class Recording:
         taken_col = batch.column(6) if batch.num_columns > 6 else None  # older files: none
         if taken_col is None or taken_col.null_count == m:
             takens: Iterable[Any] = repeat(None)
+            tooks: Iterable[Any] = repeat(None)
         else:
-            takens = map(parse_taken, taken_col.to_pylist())
+            pairs = [parse_taken(t) for t in taken_col.to_pylist()]
+            takens = [p[0] for p in pairs]
+            tooks = [p[1] for p in pairs]
         data = batch.column(5)
         offsets = data.offsets.to_numpy()
         values = data.values
@@ -333,6 +339,7 @@ class Recording:
             causes,
             metas,
             takens,
+            tooks,
         )
         return map(tuple.__new__, repeat(Message), rows)
 

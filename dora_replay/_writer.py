@@ -232,6 +232,7 @@ class Writer:
         cause: str | None = None,
         metadata: dict[str, Any] | None = None,
         taken: dict[str, int] | None = None,
+        took: list[tuple[str, int]] | None = None,
     ) -> None:
         """Queue one message of ``channel`` (``node/output``).
 
@@ -239,7 +240,8 @@ class Writer:
         node API does); ``log_time_ns``: ns since the Unix epoch when recorded;
         ``publish_time_ns``: ns since the epoch when sent; ``cause``: ``source#seq`` of the input
         the sender was handling; ``taken``: ``{source: seq}``, the last message the sender had
-        taken on each of its inputs. Never blocks on disk or compression;
+        taken on each of its inputs; ``took``: ``[(source, seq), ...]``, what it had taken since
+        its previous recorded output, in order. Never blocks on disk or compression;
         when the writer falls more than ``max_buffer_bytes`` behind, the message is counted as a
         drop instead. Raises :class:`RecordingError` after ``close()`` or a write failure.
         """
@@ -252,7 +254,7 @@ class Writer:
         if metadata is not None:
             metadata = pack_metadata(metadata)  # type: ignore[assignment]
         pending.extend(
-            (data, log_time_ns, publish_time_ns, seq, cause, metadata, taken_text(taken))
+            (data, log_time_ns, publish_time_ns, seq, cause, metadata, taken_text(taken, took))
         )
 
     def write_message(self, m: Any) -> None:
@@ -266,6 +268,7 @@ class Writer:
             cause=m.cause,
             metadata=m.metadata or None,
             taken=m.taken,
+            took=m.took,
         )
 
     def add_drops(self, channel: str, n: int) -> None:

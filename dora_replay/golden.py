@@ -129,14 +129,18 @@ def _retimed(
                 log_t = pub_t
             time_of[f"{m.channel}#{m.seq}"] = last_of[m.channel] = pub_t
             last = max(last, pub_t)
-            taken = m.taken
-            if taken:  # fed channels' seqs back to the recorded ones, as for the cause
-                taken = {
-                    src: seq_maps[src][s] if src in seq_maps and s < len(seq_maps[src]) else s
-                    for src, s in taken.items()
-                }
+
+            def recorded_seq(src: str, s: int) -> int:  # as for the cause
+                return seq_maps[src][s] if src in seq_maps and s < len(seq_maps[src]) else s
+
+            taken = (
+                {src: recorded_seq(src, s) for src, s in m.taken.items()} if m.taken else m.taken
+            )
+            took = [(src, recorded_seq(src, s)) for src, s in m.took] if m.took else m.took
             out.append(
-                m._replace(cause=cause, log_time_ns=log_t, publish_time_ns=pub_t, taken=taken)
+                m._replace(
+                    cause=cause, log_time_ns=log_t, publish_time_ns=pub_t, taken=taken, took=took
+                )
             )
 
     for m in merged:

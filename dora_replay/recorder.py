@@ -213,6 +213,7 @@ def _record(tap: TapClient, writer: Writer, opts: RecordOptions) -> int:
                 cause=msg.cause,
                 metadata=msg.metadata,
                 taken=msg.taken,
+                took=msg.took,
             )
             del msg
             if time.monotonic() >= next_check:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import os
 import shlex
 import tempfile
@@ -299,6 +300,12 @@ def _taken_through_live_nodes(
         return root(channel, seqs[k]) if seqs and k < len(seqs) else None
 
     unblocks: dict[int, set[int]] = defaultdict(set)
+    for node in {c.partition("/")[0] for c in recorded}:  # what each node took, in order
+        roots = [root(src, seq) for src, seq in _take_sequence(node, recorded)]
+        known = [r for r in roots if r is not None]
+        for a, b in itertools.pairwise(known):
+            if a != b:
+                unblocks[a].add(b)
     for msgs in recorded.values():
         for m in msgs:
             src, sep, s = (m.cause or "").rpartition("#")
@@ -316,6 +323,14 @@ def _taken_through_live_nodes(
                 if y is not None and y != c:
                     unblocks[c].add(y)
     return unblocks
+
+
+def _take_sequence(node: str, recorded: dict[str, list[Message]]) -> list[tuple[str, int]]:
+    """Every message ``node`` took, in order, as far as its recorded outputs say (``took``: what
+    it took since its previous recorded output), up to its last recorded output."""
+    outs = [m for c, msgs in recorded.items() if c.partition("/")[0] == node for m in msgs]
+    outs.sort(key=lambda m: m.publish_time_ns)
+    return [t for m in outs if m.took for t in m.took]
 
 
 def _taking_order(
@@ -349,6 +364,10 @@ def _taking_order(
                 nxt = bisect.bisect_right(seqs[other], s)
                 if nxt < len(seqs[other]):
                     before[chains[f"channel {other}"][nxt]].add(c)
+    # ``Message.took``: every message it took, in order, up to its last recorded output
+    took = [index[t] for t in _take_sequence(node, recorded) if t[0] in seqs and t in index]
+    for a, b in itertools.pairwise(took):
+        before[b].add(a)
     pos = dict.fromkeys(inputs, 0)
     taken: set[int] = set()
     order: list[int] = []

@@ -25,8 +25,8 @@ from dora_runtime.errors import NodeError
 
 _BACKPRESSURE_POLL_S = 0.05
 
-Taken = Callable[[], dict[str, int]] | None
-"""What the sending node had taken on each input (``Node._taken_now``), asked for only when an
+Taken = Callable[[], list[Any]] | None
+"""What the sending node had taken on its inputs (``Node._taken_now``), asked for only when an
 edge keeps it (``EdgeConfig.taken``: a recorder)."""
 
 
@@ -106,8 +106,10 @@ class _Output:
 
 
 def _with_taken(head: list[Any], cause: str | None, taken: Taken) -> list[Any]:
-    """``head`` with ``[cause, taken()]`` as its cause, for receivers that keep it."""
-    return [*head[:3], [cause, taken() if taken is not None else {}], *head[4:]]
+    """``head`` with ``[cause, last, took]`` as its cause, for receivers that keep it: ``last``
+    ``{source: seq}`` of the last message taken on each input, ``took`` ``[[source, seq], ...]``
+    what was taken since the previous output a recorder got, in order."""
+    return [*head[:3], [cause, *(taken() if taken is not None else ({}, []))], *head[4:]]
 
 
 class Sender:

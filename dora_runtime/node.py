@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 import threading
+from collections import deque
 from typing import Any
 
 import yaml
@@ -37,6 +38,9 @@ from dora_runtime.errors import NodeError, TransportError
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _US = _dt.timedelta(microseconds=1)
+_TOOK_MAX = 4096
+"""Inputs remembered in taking order between two recorded outputs (a node that takes more
+before it sends keeps the latest; the recording then holds the tail of that order)."""
 
 
 class Node:
@@ -71,6 +75,8 @@ class Node:
         self._events.control_handlers["UNSUB"] = lambda f: self._sender.remove_edge(f[1], f[2])
         self._last_input: tuple[str, int] | None = None  # (input id, seq) being handled
         self._taken: dict[str, int] = {}  # input id -> seq of the last message taken on it
+        # (input id, seq) taken since the last output a recorder got: the order in between
+        self._took: deque[tuple[str, int]] = deque(maxlen=_TOOK_MAX)
         self._closed = False
         self._last_idle: Any = None
         self._barrier_seq = 0
@@ -132,6 +138,7 @@ class Node:
         md["timestamp"] = _EPOCH + _US * (publish_ns // 1000)
         self._last_input = (item.input_id, seq)
         self._taken[item.input_id] = seq
+        self._took.append((item.input_id, seq))
         return {
             "type": "INPUT",
             "id": item.input_id,
@@ -148,12 +155,15 @@ class Node:
         last = self._last_input
         return None if last is None else f"{self._cfg.inputs[last[0]].source}#{last[1]}"
 
-    def _taken_now(self) -> dict[str, int]:
-        """``{source: seq}`` of the last message taken on each input (``node/output`` or a
-        timer): what a recording keeps beside each output, so a replay can give a node its
-        inputs in the order it took them."""
+    def _taken_now(self) -> list[Any]:
+        """``[{source: seq}, [[source, seq], ...]]``: the last message taken on each input
+        (``node/output`` or a timer), and every message taken since the last output a recorder
+        got, in order. A recording keeps them beside each output, so a replay can give a node
+        its inputs in the order it took them."""
         inputs = self._cfg.inputs
-        return {inputs[i].source: seq for i, seq in self._taken.items()}
+        took = [[inputs[i].source, seq] for i, seq in self._took]
+        self._took.clear()
+        return [{inputs[i].source: seq for i, seq in self._taken.items()}, took]
 
     def send_output(
         self, output_id: str, data: Any, metadata: dict[str, Any] | None = None

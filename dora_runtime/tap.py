@@ -50,8 +50,9 @@ class TapSpec:
 class TapMessage:
     """One message as sent: channel ``node/output``, sender ``seq``, ``publish_time_ns`` (ns since
     the Unix epoch), the sender's ``cause`` (``node/output#seq`` of the input it was handling)
-    and ``taken`` (``{source: seq}``: the last message it had taken on each input; ``None``
-    from a sender that did not say)."""
+    ``taken`` (``{source: seq}``: the last message it had taken on each input) and ``took``
+    (``[(source, seq), ...]``: what it had taken since its previous output this tap got, in
+    order); both ``None`` from a sender that did not say."""
 
     channel: str
     seq: int
@@ -60,6 +61,7 @@ class TapMessage:
     metadata: dict[str, Any]
     value: pa.Array
     taken: dict[str, int] | None = None
+    took: list[tuple[str, int]] | None = None
 
 
 TAP_DEFER_S = 0.002
@@ -113,9 +115,11 @@ class TapClient:
             if item.kind != "INPUT":  # STOP is ignored: a tap records until its inputs close
                 continue
             frame = decode_body(item.frame)
-            cause, taken = frame[3], None
-            if isinstance(cause, list):  # [cause, {source: seq}]: see EdgeConfig.taken
-                cause, taken = cause[0], cause[1]
+            cause, taken, took = frame[3], None, None
+            if isinstance(cause, list):  # [cause, {source: seq}, took]: see EdgeConfig.taken
+                packed = cause
+                cause, taken = packed[0], packed[1]
+                took = [(src, seq) for src, seq in packed[2]] if len(packed) > 2 else None
             yield TapMessage(
                 channel=item.input_id,
                 seq=frame[1],
@@ -124,6 +128,7 @@ class TapClient:
                 metadata=frame[4] or {},
                 value=decode(frame[5:], self._mapper, copy=True),
                 taken=taken,
+                took=took,
             )
 
     def _send_control(self, msg: list[Any]) -> None:

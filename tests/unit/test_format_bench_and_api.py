@@ -73,4 +73,5 @@ def test_public_surface() -> None:
         "cause",
         "metadata",
         "taken",
+        "took",
     )

@@ -77,6 +77,7 @@ def record(path: Path) -> None:
                 cause="in/1" if i else None,
                 metadata=meta,
                 taken={"in/1": i, "dora/timer/hz/10": 2 * i} if i else None,
+                took=[("dora/timer/hz/10", 2 * i), ("in/1", i)] if i else None,
             )
 
 
@@ -100,7 +101,8 @@ def test_mcap_export_is_json_foxglove_can_show(tmp_path: Path) -> None:
         assert foxglove_readable(json.loads(schema.data)), schema.data
         doc = json.loads(message.data)
         # no cause: no key (Foxglove's schema reader takes one type per field, not "or null")
-        assert set(doc) == {"data", "seq", "metadata"} | ({"cause", "taken"} if i else set())
+        extra = {"cause", "taken", "took"} if i else set()
+        assert set(doc) == {"data", "seq", "metadata"} | extra
     first = json.loads(rows[0][2].data)
     assert isinstance(first["data"], str)  # uint8 image as base64
     boxes = json.loads(rows[2][2].data)
@@ -127,7 +129,7 @@ def test_mcap_round_trip_restores_types_values_metadata_and_times(tmp_path: Path
                 y.seq,
                 y.cause,
             )
-            assert (x.metadata, x.taken) == (y.metadata, y.taken)
+            assert (x.metadata, x.taken, x.took) == (y.metadata, y.taken, y.took)
             assert same(x.data, y.data), (x.data, y.data)
 
 

@@ -289,14 +289,21 @@ def test_taken_inputs_round_trip_and_older_files_read_without_them(
     with ``taken`` None."""
     path = tmp_path / "run.dora"
     taken = {"lidar/scan": 41, "dora/timer/hz/10": 7}
+    took = [("lidar/scan", 40), ("dora/timer/hz/10", 7), ("lidar/scan", 41)]
     with dora_replay.open_writer(path, YAML) as w:
-        w.write("ctl/cmd", pa.array([1.0]), log_time_ns=1, publish_time_ns=1, seq=0, taken=taken)
+        w.write(
+            "ctl/cmd", pa.array([1.0]), log_time_ns=1, publish_time_ns=1, seq=0,
+            taken=taken, took=took,
+        )  # fmt: skip
         w.write("ctl/cmd", pa.array([2.0]), log_time_ns=2, publish_time_ns=2, seq=1)
+        w.write("ctl/cmd", pa.array([3.0]), log_time_ns=3, publish_time_ns=3, seq=2, taken={})
     with dora_replay.open(path) as rec:
-        assert [m.taken for m in rec.iter_messages()] == [taken, None]
+        got = [(m.taken, m.took) for m in rec.iter_messages()]
+        assert got == [(taken, took), (None, None), ({}, None)]
         assert rec.to_table("ctl/cmd").column("taken").to_pylist() == [
-            "dora/timer/hz/10#7 lidar/scan#41",
+            "dora/timer/hz/10#7 lidar/scan#41 | lidar/scan#40 dora/timer/hz/10#7 lidar/scan#41",
             None,
+            "",
         ]
     import dora_replay._writer as writer_module
     from dora_replay._chunk import chunk_schema
