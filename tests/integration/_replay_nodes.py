@@ -1,5 +1,5 @@
-"""Node scripts shared by the replay tests: a timer-driven sensor and a node that scales what
-it receives (``FACTOR``; tests that need a changed node rewrite that line), and the dataflow
+"""Node scripts shared by the replay tests: a timer-driven sensor, a counting one, and a node
+that scales what it receives (``FACTOR``; tests that need a changed node rewrite that line), and the dataflow
 that joins them (tests that need more nodes append to it)."""
 
 from pathlib import Path
@@ -17,6 +17,24 @@ for event in node:
         node.send_output("value", pa.array([float(i), i / 2]), {"i": i})
         i += 1
 """
+
+COUNTER = """
+import pyarrow as pa
+from dora import Node
+node = Node()
+n = 0
+for event in node:
+    if event["type"] == "INPUT":
+        n += 1
+        node.send_output("{output}", pa.array([float(n)]))
+"""
+
+
+def counter(output: str) -> str:
+    """A sensor sending 1.0, 2.0, 3.0... on ``output``, one per input (a timer tick): the value
+    of a message is its seq + 1."""
+    return COUNTER.replace("{output}", output)
+
 
 SCALE = """
 import pyarrow as pa

@@ -10,19 +10,9 @@ from pathlib import Path
 
 import pytest
 from _cli import run_dora
+from _replay_nodes import counter
 
 import dora_replay
-
-SENSOR = """
-import pyarrow as pa
-from dora import Node
-node = Node()
-n = 0
-for event in node:
-    if event["type"] == "INPUT":
-        n += 1
-        node.send_output("{output}", pa.array([float(n)]))
-"""
 
 DETECTOR = """
 import time
@@ -74,8 +64,8 @@ nodes:
 
 @pytest.mark.slow
 def test_a_fusing_node_behind_a_live_node_replays_exactly(tmp_path: Path) -> None:
-    (tmp_path / "cam.py").write_text(SENSOR.replace("{output}", "frame"))
-    (tmp_path / "imu.py").write_text(SENSOR.replace("{output}", "imu"))
+    (tmp_path / "cam.py").write_text(counter("frame"))
+    (tmp_path / "imu.py").write_text(counter("imu"))
     (tmp_path / "det.py").write_text(DETECTOR)
     (tmp_path / "fuse.py").write_text(FUSER)
     (tmp_path / "dataflow.yml").write_text(DATAFLOW)
@@ -136,8 +126,8 @@ def test_an_integrator_publishing_every_tenth_input_replays_exactly(tmp_path: Pa
     first decides the pose from there on; no output falls between them, so only the recorded
     order of everything it took (``took``) can say. Three recordings in four failed their own
     lockstep replay without it (16-67 of 75 poses differing)."""
-    (tmp_path / "imu.py").write_text(SENSOR.replace("{output}", "imu"))
-    (tmp_path / "wheel.py").write_text(SENSOR.replace("{output}", "speed"))
+    (tmp_path / "imu.py").write_text(counter("imu"))
+    (tmp_path / "wheel.py").write_text(counter("speed"))
     (tmp_path / "odom.py").write_text(INTEGRATOR)
     (tmp_path / "dataflow.yml").write_text(ODOMETRY)
     res = run_dora(

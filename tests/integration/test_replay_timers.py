@@ -15,19 +15,9 @@ from pathlib import Path
 
 import pytest
 from _cli import run_dora
+from _replay_nodes import counter
 
 import dora_replay
-
-SENSOR = """
-import pyarrow as pa
-from dora import Node
-node = Node()
-n = 0
-for event in node:
-    if event["type"] == "INPUT":
-        n += 1
-        node.send_output("scan", pa.array([float(n)]))
-"""
 
 CONTROLLER = """
 import pyarrow as pa
@@ -62,7 +52,7 @@ nodes:
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("timers")
-    (d / "sensor.py").write_text(SENSOR)
+    (d / "sensor.py").write_text(counter("scan"))
     (d / "controller.py").write_text(CONTROLLER)
     (d / "dataflow.yml").write_text(DATAFLOW)
     res = run_dora("run", "dataflow.yml", "--record", "run.dora", "--stop-after", "2.5s", cwd=d)
