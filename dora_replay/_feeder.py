@@ -38,6 +38,8 @@ class FeederOptions:
     ``period_ns``: recorded length of one pass (``loop``); ``speed``: 0 for lockstep;
     ``order_keys``: lockstep, JSON file {channel: {seq: rank}}: the place of each message in
     the sending order of the whole replay; ``order_span``: how many ranks a pass has;
+    ``skip``: lockstep, JSON file {channel: {seq: [node, ...]}}: the live nodes a message is
+    not sent to (they dropped it when recorded: their input queue was full);
     ``spin_s``: busy-wait before each deadline (s); ``control``: the replay's control socket."""
 
     paths: list[str]
@@ -52,6 +54,7 @@ class FeederOptions:
     step: bool = False
     order_keys: str | None = None
     order_span: int = 0
+    skip: str | None = None
     spin_s: float = 0.001
 
 
@@ -90,6 +93,10 @@ class Feeder:
         if opts.order_keys:
             with open(opts.order_keys, encoding="utf-8") as f:
                 self.keys = json.load(f)
+        self.skip: dict[str, dict[str, list[str]]] = {}
+        if opts.skip:
+            with open(opts.skip, encoding="utf-8") as f:
+                self.skip = json.load(f)
         self.last_key = 0
 
     def check_stop(self) -> bool:
@@ -187,7 +194,16 @@ class Feeder:
                             break
                     now = time.monotonic_ns()
                     md = {k: v for k, v in m.metadata.items() if k != "timestamp"}
-                    self.node.send_output(m.channel.split("/", 1)[1], m.data, md or None)
+                    output = m.channel.split("/", 1)[1]
+                    dropped_by = (
+                        self.skip.get(m.channel, {}).get(str(m.seq)) if not n_pass else None
+                    )
+                    if dropped_by:
+                        self.node._send_output_except(
+                            output, m.data, md or None, frozenset(dropped_by)
+                        )
+                    else:
+                        self.node.send_output(output, m.data, md or None)
                     if deadline:
                         self.lateness_ns.append(now - deadline)
                     self.sent += 1

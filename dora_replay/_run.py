@@ -40,6 +40,8 @@ class Schedule:
     notes: list[str] = field(default_factory=list)
     tick_times: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     """Per timer source of the live nodes, the ticks as (seq, recorded time ns)."""
+    skip: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    """Lockstep: {channel: {seq: [node]}}, the messages a live node dropped when recorded."""
 
 
 def _runs(seqs: list[int]) -> list[list[int]]:
@@ -135,6 +137,8 @@ class Run:
         )
         keys_path = tmp / "order_keys.json"
         keys_path.write_text(json.dumps(sched.order_keys), encoding="utf-8")
+        skip_path = tmp / "skip.json"
+        skip_path.write_text(json.dumps(sched.skip), encoding="utf-8")
         period = sched.total_ns + (sched.total_ns // max(1, sched.count))
         options = {
             node: {
@@ -149,6 +153,7 @@ class Run:
                 "loop": loop,
                 "step": step,
                 "order_keys": str(keys_path) if lockstep else None,
+                "skip": str(skip_path) if lockstep and sched.skip else None,
                 "order_span": sched.count,
             }
             for node, chans in plan.fed.items()

@@ -111,7 +111,36 @@ def _schedule(
     )
     for src in ticks:
         ranks.pop(src, None)  # the daemon sends the ticks; the feeders need only their own keys
-    return Schedule(seq_maps, origin, total, count, ranks, timer_keys, notes, ticks)
+    skip = _dropped_when_recorded(plan, seq_maps, recorded) if lockstep else {}
+    return Schedule(seq_maps, origin, total, count, ranks, timer_keys, notes, ticks, skip)
+
+
+def _dropped_when_recorded(
+    plan: ReplayPlan, seq_maps: dict[str, list[int]], recorded: dict[str, list[Message]]
+) -> dict[str, dict[str, list[str]]]:
+    """Lockstep: {channel: {seq: [live node, ...]}}, the fed messages a live node did not take
+    when recorded (its input queue was full: ``queue_size``), between the first and the last
+    it took, as its outputs' ``took`` say. Its feeder does not send them to that node, so a
+    node that keeps state across inputs sees what it saw then."""
+    from dora_runtime.node import TOOK_MAX
+
+    desc = plan.descriptor
+    skip: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for node in plan.live:
+        outs = [m for c, ms in recorded.items() if c.partition("/")[0] == node for m in ms]
+        if any(m.took is not None and len(m.took) >= TOOK_MAX for m in outs):
+            continue  # the oldest of a long run were not kept: a gap is not a drop
+        took = _take_sequence(node, recorded)
+        for inp in desc.node(node).inputs.values():
+            seqs = seq_maps.get(inp.source)
+            got = {s for src, s in took if src == inp.source}
+            if not seqs or len(got) < 2:
+                continue
+            lo, hi = min(got), max(got)
+            for s in seqs:
+                if lo < s < hi and s not in got:
+                    skip[inp.source][str(s)].append(node)
+    return {c: dict(v) for c, v in skip.items()}
 
 
 MAX_REPLAYED_TICKS = 1_000_000

@@ -7,6 +7,7 @@ edge: it hands out the edge list, receivers report drops to it, and taps (record
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
@@ -105,6 +106,14 @@ class _Output:
         return self.pool.acquire(nbytes, self.owners)
 
 
+def _acquire_for(live: list[_Edge], pool: ShmPool, nbytes: int) -> Region:
+    """``_Output.acquire`` for some of its edges only: one slot per receiver sent to."""
+    for e in live:
+        if e.cfg.backpressure:
+            e.wait_for_room()
+    return pool.acquire(nbytes, [e.cfg.node for e in live])
+
+
 def _with_taken(head: list[Any], cause: str | None, taken: Taken) -> list[Any]:
     """``head`` with ``[cause, last, took]`` as its cause, for receivers that keep it: ``last``
     ``{source: seq}`` of the last message taken on each input, ``took`` ``[[source, seq], ...]``
@@ -182,22 +191,29 @@ class Sender:
         metadata: dict[str, Any],
         cause: str | None,
         taken: Taken = None,
+        skip: frozenset[str] = frozenset(),
     ) -> int:
         """Send ``arr`` to every receiver of ``output_id``; returns the message sequence number.
 
         A ``memoryview`` (of unsigned bytes) is sent as a UInt8 array. Receivers that keep
-        ``taken`` (recorders) get ``[cause, taken()]`` in the cause field."""
+        ``taken`` (recorders) get ``[cause, taken()]`` in the cause field. ``skip``: receiving
+        nodes this message is not sent to (a replay's feeder: the node dropped it when
+        recorded); the sequence number counts it all the same."""
         out = self._outs.get(output_id) or self._unknown_output(output_id)
         with self._lock:
             seq = out.seq
             out.seq = seq + 1
             live = out.refresh()
+            acquire = out.acquire
+            if skip:
+                live = [e for e in live if e.cfg.node not in skip]
+                acquire = functools.partial(_acquire_for, live, out.pool)
             if not live:
                 return seq
             if arr.__class__ is memoryview:
-                region, payload = encode_bytes(arr, out.acquire)  # type: ignore[arg-type]
+                region, payload = encode_bytes(arr, acquire)  # type: ignore[arg-type]
             else:
-                region, payload = encode_payload(arr, out.acquire)  # type: ignore[arg-type]
+                region, payload = encode_payload(arr, acquire)  # type: ignore[arg-type]
             head = ["M", seq, time.time_ns(), cause, metadata]
             head_taken = _with_taken(head, cause, taken) if out.taken else head
             if region is None:

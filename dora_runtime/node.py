@@ -38,7 +38,7 @@ from dora_runtime.errors import NodeError, TransportError
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _US = _dt.timedelta(microseconds=1)
-_TOOK_MAX = 4096
+TOOK_MAX = 4096
 """Inputs remembered in taking order between two recorded outputs (a node that takes more
 before it sends keeps the latest; the recording then holds the tail of that order)."""
 
@@ -76,7 +76,7 @@ class Node:
         self._last_input: tuple[str, int] | None = None  # (input id, seq) being handled
         self._taken: dict[str, int] = {}  # input id -> seq of the last message taken on it
         # (input id, seq) taken since the last output a recorder got: the order in between
-        self._took: deque[tuple[str, int]] = deque(maxlen=_TOOK_MAX)
+        self._took: deque[tuple[str, int]] = deque(maxlen=TOOK_MAX)
         self._closed = False
         self._last_idle: Any = None
         self._barrier_seq = 0
@@ -173,6 +173,17 @@ class Node:
         # bytes travel as they are (a UInt8 array on the receiving side), not via an Arrow array
         arr = memoryview(data) if cls is bytes or cls is bytearray else to_arrow(data)
         self._sender.send(output_id, arr, check_metadata(metadata), self._cause, self._taken_now)
+
+    def _send_output_except(
+        self, output_id: str, data: Any, metadata: dict[str, Any] | None, skip: frozenset[str]
+    ) -> None:
+        """``send_output`` to every receiver but the nodes in ``skip`` (a replay's feeder, for
+        the messages a node dropped when it was recorded)."""
+        cls = data.__class__
+        arr = memoryview(data) if cls is bytes or cls is bytearray else to_arrow(data)
+        self._sender.send(
+            output_id, arr, check_metadata(metadata), self._cause, self._taken_now, skip
+        )
 
     def send_output_raw(
         self, output_id: str, data_length: int, metadata: dict[str, Any] | None = None
