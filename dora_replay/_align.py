@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Container
 from typing import Any
 
 from dora_replay._recording import Message
@@ -16,13 +17,35 @@ def _is_tick(cause: str | None) -> bool:
     return cause is not None and cause.startswith("dora/timer/")
 
 
-def split_cause(cause: str | None) -> tuple[str, int] | None:
-    if not cause or cause.startswith("dora/"):
+def parse_cause(cause: str | None) -> tuple[str, int] | None:
+    """``(source, seq)`` of a cause (``node/output#seq`` or a timer tick), else ``None``."""
+    if not cause:
         return None
-    channel, sep, seq = cause.rpartition("#")
+    source, sep, seq = cause.rpartition("#")
     if not sep or not seq.isdigit():
         return None
-    return channel, int(seq)
+    return source, int(seq)
+
+
+def split_cause(cause: str | None) -> tuple[str, int] | None:
+    """:func:`parse_cause` of a cause that is a node's output (not a timer tick)."""
+    if not cause or cause.startswith("dora/"):
+        return None
+    return parse_cause(cause)
+
+
+def first_effects(
+    recorded: dict[str, list[Message]], sources: Container[str]
+) -> dict[tuple[str, int], int]:
+    """{(source, seq): the earliest publish time of a recorded output it caused}, for causes
+    whose source is in ``sources``: when the message's effects began."""
+    effect: dict[tuple[str, int], int] = {}
+    for msgs in recorded.values():
+        for m in msgs:
+            key = parse_cause(m.cause)
+            if key is not None and key[0] in sources:
+                effect[key] = min(effect.get(key, m.publish_time_ns), m.publish_time_ns)
+    return effect
 
 
 def cause_order(channels: list[str], recorded: dict[str, list[Message]]) -> list[str]:
@@ -69,18 +92,17 @@ class Aligner:
             node = channel.split("/", 1)[0]
             self.handled[node].update(m.cause for m in msgs if m.cause)
 
+    def _outside(self, m: Message) -> bool:
+        """Logged outside the replayed window (for outputs whose cause cannot say)."""
+        lo, hi = self.window
+        return (lo is not None and m.log_time_ns < lo) or (hi is not None and m.log_time_ns >= hi)
+
     def rec_key(self, m: Message) -> str | None:
         if _is_tick(m.cause):  # a replay sends the recorded ticks, with their seqs
-            lo, hi = self.window
-            if (lo is not None and m.log_time_ns < lo) or (hi is not None and m.log_time_ns >= hi):
-                return SKIP
-            return m.cause
+            return SKIP if self._outside(m) else m.cause
         p = split_cause(m.cause)
         if p is None or (p[0] not in self.fed_sets and p[0] not in self.rec_in_scope):
-            lo, hi = self.window
-            if (lo is not None and m.log_time_ns < lo) or (hi is not None and m.log_time_ns >= hi):
-                return SKIP
-            return None
+            return SKIP if self._outside(m) else None
         src, seq = p
         scope = self.fed_sets.get(src)
         if scope is None:

@@ -67,7 +67,7 @@ def _retimed(
     time of that input's first effect), one ns per hop, so replaying the updated golden in
     lockstep delivers its inputs in the same order as the replay that produced it.
     """
-    from dora_replay._align import Aligner, cause_order, split_cause
+    from dora_replay._align import Aligner, cause_order, first_effects, parse_cause
     from dora_replay.compare import read_channels
 
     fed = list(seq_maps)
@@ -75,13 +75,8 @@ def _retimed(
     for m in rec.iter_messages([c for c in fed if c in rec.channels]):
         root_time[(m.channel, m.seq)] = m.publish_time_ns
     recorded = read_channels(rec, [c for c in rec.channels if c not in seq_maps])
-    effect: dict[tuple[str, int], int] = {}
-    for msgs in recorded.values():
-        for m in msgs:
-            key = split_cause(m.cause)
-            if key is not None and key in root_time:
-                effect[key] = min(effect.get(key, m.publish_time_ns), m.publish_time_ns)
-    root_time.update({k: t - 1 for k, t in effect.items()})
+    effect = first_effects(recorded, fed)
+    root_time.update({k: t - 1 for k, t in effect.items() if k in root_time})
     # Pair replayed with recorded outputs, channel by channel in cause order (as the comparer).
     aligner = Aligner(recorded, replayed, seq_maps, (None, None))
     paired: dict[tuple[str, int], Message] = {}  # (channel, replayed seq) -> recorded message
@@ -99,6 +94,10 @@ def _retimed(
     last = rec.start_time_ns
     out = []
 
+    def recorded_seq(src: str, s: int) -> int:
+        """A fed channel's seq as the golden numbers it (the feeders number from 0)."""
+        return seq_maps[src][s] if src in seq_maps and s < len(seq_maps[src]) else s
+
     def place_upto(channel: str, seq: int) -> None:
         """Give ``channel``'s messages up to ``seq`` their golden times, in seq order, each
         after its cause when that is rewritten too (the capture's log times need not follow
@@ -108,18 +107,10 @@ def _retimed(
         while done.get(channel, 0) < len(q) and q[done[channel]].seq <= seq:
             m = q[done[channel]]
             done[channel] += 1
-            cause_channel, _, cause_seq = (m.cause or "").rpartition("#")
-            if cause_channel in queues and cause_seq.isdigit():
-                place_upto(cause_channel, int(cause_seq))
-            src, sep, seq_text = (m.cause or "").rpartition("#")
-            cause = m.cause
-            if (
-                sep
-                and src in seq_maps
-                and seq_text.isdigit()
-                and int(seq_text) < len(seq_maps[src])
-            ):
-                cause = f"{src}#{seq_maps[src][int(seq_text)]}"
+            p = parse_cause(m.cause)
+            if p is not None and p[0] in queues:
+                place_upto(*p)
+            cause = f"{p[0]}#{recorded_seq(*p)}" if p is not None and p[0] in seq_maps else m.cause
             match = paired.get((m.channel, m.seq))
             if match is not None:
                 log_t, pub_t = match.log_time_ns, match.publish_time_ns
@@ -129,10 +120,6 @@ def _retimed(
                 log_t = pub_t
             time_of[f"{m.channel}#{m.seq}"] = last_of[m.channel] = pub_t
             last = max(last, pub_t)
-
-            def recorded_seq(src: str, s: int) -> int:  # as for the cause
-                return seq_maps[src][s] if src in seq_maps and s < len(seq_maps[src]) else s
-
             taken = (
                 {src: recorded_seq(src, s) for src, s in m.taken.items()} if m.taken else m.taken
             )

@@ -20,6 +20,7 @@ from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any
 
+from dora_replay._align import first_effects, parse_cause
 from dora_replay._control import Controller
 from dora_replay._index import REPAIRED_KEY, REPAIRED_LOST_KEY
 from dora_replay._plan import (
@@ -99,8 +100,9 @@ def _schedule(
         ticks, notes = _timer_ticks(plan, recorded, (window[0], end_ns), rec.start_time_ns)
         if lockstep:
             fed += [(src, seq, t) for src, lst in ticks.items() for seq, t in lst]
+    takes = _take_sequences(recorded) if lockstep else {}
     ranks = (
-        _lockstep_ranks(plan, fed, recorded, {**seq_maps, **dict.fromkeys(ticks, [])})
+        _lockstep_ranks(plan, fed, recorded, {**seq_maps, **dict.fromkeys(ticks, [])}, takes)
         if lockstep
         else {}
     )
@@ -111,12 +113,15 @@ def _schedule(
     )
     for src in ticks:
         ranks.pop(src, None)  # the daemon sends the ticks; the feeders need only their own keys
-    skip = _dropped_when_recorded(plan, seq_maps, recorded) if lockstep else {}
+    skip = _dropped_when_recorded(plan, seq_maps, recorded, takes) if lockstep else {}
     return Schedule(seq_maps, origin, total, count, ranks, timer_keys, notes, ticks, skip)
 
 
 def _dropped_when_recorded(
-    plan: ReplayPlan, seq_maps: dict[str, list[int]], recorded: dict[str, list[Message]]
+    plan: ReplayPlan,
+    seq_maps: dict[str, list[int]],
+    recorded: dict[str, list[Message]],
+    takes: dict[str, list[tuple[str, int]]],
 ) -> dict[str, dict[str, list[str]]]:
     """Lockstep: {channel: {seq: [live node, ...]}}, the fed messages a live node did not take
     when recorded (its input queue was full: ``queue_size``), between the first and the last
@@ -125,12 +130,18 @@ def _dropped_when_recorded(
     from dora_runtime.node import TOOK_MAX
 
     desc = plan.descriptor
+    # the oldest of a long run were not kept: a gap in what such a node took is not a drop
+    cut = {
+        c.partition("/")[0]
+        for c, ms in recorded.items()
+        for m in ms
+        if len(m.took or ()) >= TOOK_MAX
+    }
     skip: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for node in plan.live:
-        outs = [m for c, ms in recorded.items() if c.partition("/")[0] == node for m in ms]
-        if any(m.took is not None and len(m.took) >= TOOK_MAX for m in outs):
-            continue  # the oldest of a long run were not kept: a gap is not a drop
-        took = _take_sequence(node, recorded)
+        if node in cut:
+            continue
+        took = takes.get(node, [])
         for inp in desc.node(node).inputs.values():
             seqs = seq_maps.get(inp.source)
             got = {s for src, s in took if src == inp.source}
@@ -168,12 +179,8 @@ def _timer_ticks(
         {i.source for n in plan.live for i in desc.node(n).inputs.values() if i.is_timer}
     )
     effects: dict[str, dict[int, int]] = {src: {} for src in sources}
-    for msgs in recorded.values():
-        for m in msgs:
-            src, sep, seq = (m.cause or "").rpartition("#")
-            if sep and src in effects and seq.isdigit():
-                got = effects[src]
-                got[int(seq)] = min(got.get(int(seq), m.publish_time_ns), m.publish_time_ns)
+    for (src, seq), t in first_effects(recorded, effects).items():
+        effects[src][seq] = t
     lo, hi = span
     ticks: dict[str, list[tuple[int, int]]] = {}
     notes: list[str] = []
@@ -208,6 +215,7 @@ def _lockstep_ranks(
     fed: list[tuple[str, int, int]],
     recorded: dict[str, list[Message]],
     seq_maps: dict[str, list[int]],
+    takes: dict[str, list[tuple[str, int]]],
 ) -> dict[str, dict[str, int]]:
     """The order a lockstep replay sends the fed messages in: {channel: {seq: rank}}.
 
@@ -219,12 +227,7 @@ def _lockstep_ranks(
     outputs of one replayed node may go out in another order than they were logged: a status
     sent just after a scan reaches its node before the scan's effects do, as it did.
     """
-    effect: dict[tuple[str, str], int] = {}
-    for msgs in recorded.values():
-        for m in msgs:
-            src, sep, seq = (m.cause or "").rpartition("#")
-            if sep and src in seq_maps:
-                effect[src, seq] = min(effect.get((src, seq), m.publish_time_ns), m.publish_time_ns)
+    effect = first_effects(recorded, seq_maps)
     live = set(plan.live)
     desc = plan.descriptor
     chains_of: dict[str, list[str]] = {}  # channel -> the chains its messages are ordered in
@@ -239,12 +242,13 @@ def _lockstep_ranks(
     chains: dict[str, list[int]] = defaultdict(list)
     for i, (c, _, _) in enumerate(fed):  # recorded order: seq order within a channel
         chains[f"channel {c}"].append(i)
+    fed_order = _FedOrder(fed, {c: chains[f"channel {c}"] for c in readers_of})
     for node in sorted({n for rs in readers_of.values() for n in rs}):
         inputs = sorted(c for c, rs in readers_of.items() if node in rs)
-        chains[f"node {node}"] = _taking_order(node, inputs, fed, chains, recorded)
-    key_of = [effect.get((c, str(seq)), publish + 1) - 1 for c, seq, publish in fed]
+        chains[f"node {node}"] = _taking_order(node, inputs, fed_order, recorded, takes)
+    key_of = [effect.get((c, seq), publish + 1) - 1 for c, seq, publish in fed]
     waiting = [len(chains_of[c]) for c, _, _ in fed]  # chains where it is not first yet
-    unblocks = _taken_through_live_nodes(fed, chains, recorded)  # j -> what waits for j
+    unblocks = _taken_through_live_nodes(fed_order, recorded, takes)  # j -> what waits for j
     for followers in unblocks.values():
         for i in followers:
             waiting[i] += 1
@@ -292,24 +296,39 @@ def _lockstep_ranks(
     return dict(ranks)
 
 
+class _FedOrder:
+    """The fed messages (``fed``, the lockstep schedule's list) looked up by (channel, seq),
+    and each fed channel's messages in seq order (``members``: indices into ``fed``)."""
+
+    def __init__(self, fed: list[tuple[str, int, int]], members: dict[str, list[int]]) -> None:
+        self.fed = fed
+        self.members = members
+        self.seqs = {c: [fed[i][1] for i in ms] for c, ms in members.items()}
+        self.index = {(c, seq): i for i, (c, seq, _) in enumerate(fed)}
+
+    def after(self, channel: str, seq: int) -> int | None:
+        """The fed message of ``channel`` that comes after its seq ``seq``, if any."""
+        seqs = self.seqs[channel]
+        k = bisect.bisect_right(seqs, seq)
+        return self.members[channel][k] if k < len(seqs) else None
+
+
 def _taken_through_live_nodes(
-    fed: list[tuple[str, int, int]],
-    chains: dict[str, list[int]],
+    order: _FedOrder,
     recorded: dict[str, list[Message]],
+    takes: dict[str, list[tuple[str, int]]],
 ) -> dict[int, set[int]]:
     """What ``Message.taken`` says about the order of fed messages, also for inputs that reach
-    a node through other live nodes: {fed message j: fed messages that must be sent after j}. A planner's output caused by a
-    detection of frame ``k``, with ``taken["imu/imu"] == s``, means IMU sample ``s`` (the fed
-    message at the root of its cause chain, for an input from a live node) went before frame
-    ``k``, and sample ``s + 1`` after it: in lockstep each fed message's effects are over before
-    the next one is sent, so that order is the order the planner takes them in."""
-    index = {(c, seq): i for i, (c, seq, _) in enumerate(fed)}
+    a node through other live nodes: {fed message j: fed messages that must be sent after j}.
+
+    A planner's output caused by a detection of frame ``k``, with ``taken["imu/imu"] == s``,
+    means IMU sample ``s`` (the fed message at the root of its cause chain, for an input from
+    a live node) went before frame ``k``, and sample ``s + 1`` after it: in lockstep each fed
+    message's effects are over before the next one is sent, so that order is the order the
+    planner takes them in. ``takes`` (every message each node took, in order) gives the same
+    for consecutive messages."""
+    index = order.index
     by_key = {(m.channel, m.seq): m for msgs in recorded.values() for m in msgs}
-    fed_seqs = {
-        c[len("channel ") :]: [fed[i][1] for i in ch]
-        for c, ch in chains.items()
-        if c.startswith("channel ")
-    }
     live_seqs = {c: sorted(m.seq for m in msgs) for c, msgs in recorded.items()}
 
     def root(channel: str, seq: int) -> int | None:
@@ -317,30 +336,32 @@ def _taken_through_live_nodes(
             if (channel, seq) in index:
                 return index[channel, seq]
             m = by_key.get((channel, seq))
-            src, sep, s = (m.cause or "").rpartition("#") if m is not None else ("", "", "")
-            if not sep or not s.isdigit():
+            p = parse_cause(m.cause) if m is not None else None
+            if p is None:
                 return None
-            channel, seq = src, int(s)
+            channel, seq = p
         return None
 
     def next_root(channel: str, seq: int) -> int | None:
-        seqs = fed_seqs.get(channel) if channel in fed_seqs else live_seqs.get(channel, [])
-        k = bisect.bisect_right(seqs or [], seq)
-        return root(channel, seqs[k]) if seqs and k < len(seqs) else None
+        if channel in order.seqs:
+            return order.after(channel, seq)
+        seqs = live_seqs.get(channel, [])
+        k = bisect.bisect_right(seqs, seq)
+        return root(channel, seqs[k]) if k < len(seqs) else None
 
     unblocks: dict[int, set[int]] = defaultdict(set)
-    for node in {c.partition("/")[0] for c in recorded}:  # what each node took, in order
-        roots = [root(src, seq) for src, seq in _take_sequence(node, recorded)]
-        known = [r for r in roots if r is not None]
+    for took in takes.values():  # what each node took, in order
+        known = [r for r in (root(src, seq) for src, seq in took) if r is not None]
         for a, b in itertools.pairwise(known):
             if a != b:
                 unblocks[a].add(b)
     for msgs in recorded.values():
         for m in msgs:
-            src, sep, s = (m.cause or "").rpartition("#")
-            if not m.taken or not sep or not s.isdigit():
+            p = parse_cause(m.cause)
+            if not m.taken or p is None:
                 continue
-            c = root(src, int(s))
+            src = p[0]
+            c = root(*p)
             if c is None:
                 continue
             for other, seq in m.taken.items():
@@ -354,59 +375,63 @@ def _taken_through_live_nodes(
     return unblocks
 
 
-def _take_sequence(node: str, recorded: dict[str, list[Message]]) -> list[tuple[str, int]]:
-    """Every message ``node`` took, in order, as far as its recorded outputs say (``took``: what
-    it took since its previous recorded output), up to its last recorded output."""
-    outs = [m for c, msgs in recorded.items() if c.partition("/")[0] == node for m in msgs]
-    outs.sort(key=lambda m: m.publish_time_ns)
-    return [t for m in outs if m.took for t in m.took]
+def _take_sequences(recorded: dict[str, list[Message]]) -> dict[str, list[tuple[str, int]]]:
+    """{node: every message it took, in order}, as far as its recorded outputs say (``took``:
+    what it took since its previous recorded output), up to its last recorded output."""
+    outs: dict[str, list[Message]] = defaultdict(list)
+    for channel, msgs in recorded.items():
+        outs[channel.partition("/")[0]] += msgs
+    takes = {}
+    for node, msgs in outs.items():
+        msgs.sort(key=lambda m: m.publish_time_ns)
+        takes[node] = [t for m in msgs if m.took for t in m.took]
+    return takes
 
 
 def _taking_order(
     node: str,
     inputs: list[str],
-    fed: list[tuple[str, int, int]],
-    chains: dict[str, list[int]],
+    order: _FedOrder,
     recorded: dict[str, list[Message]],
+    takes: dict[str, list[tuple[str, int]]],
 ) -> list[int]:
     """The order ``node`` took its fed messages in (indices into ``fed``), each input's in seq
     order: by time (publish time; a tick's, see ``_timer_ticks``), corrected by what its recorded
     outputs say it had taken (``Message.taken``): an output caused by message ``c`` with
     ``taken[src] == s`` means the node took ``src#s`` before ``c`` and ``src``'s next message
     after it, however close their times were."""
-    index = {(c, seq): i for i, (c, seq, _) in enumerate(fed)}
-    seqs = {c: [fed[i][1] for i in chains[f"channel {c}"]] for c in inputs}
+    fed, index = order.fed, order.index
     before: dict[int, set[int]] = defaultdict(set)  # i -> what must be taken before it
     for channel, msgs in recorded.items():
         if channel.partition("/")[0] != node:
             continue
         for m in msgs:
-            src, sep, cseq = (m.cause or "").rpartition("#")
-            c = index.get((src, int(cseq))) if sep and m.taken and cseq.isdigit() else None
-            if c is None or m.taken is None:
+            p = parse_cause(m.cause)
+            if p is None or not m.taken or p not in index:
                 continue
+            c = index[p]
             for other, s in m.taken.items():
-                if other == src or other not in seqs:
+                if other == p[0] or other not in inputs:
                     continue
                 if (other, s) in index:
                     before[c].add(index[other, s])
-                nxt = bisect.bisect_right(seqs[other], s)
-                if nxt < len(seqs[other]):
-                    before[chains[f"channel {other}"][nxt]].add(c)
+                nxt = order.after(other, s)
+                if nxt is not None:
+                    before[nxt].add(c)
     # ``Message.took``: every message it took, in order, up to its last recorded output
-    took = [index[t] for t in _take_sequence(node, recorded) if t[0] in seqs and t in index]
+    took = [index[t] for t in takes.get(node, []) if t[0] in inputs and t in index]
     for a, b in itertools.pairwise(took):
         before[b].add(a)
     pos = dict.fromkeys(inputs, 0)
     taken: set[int] = set()
-    order: list[int] = []
+    result: list[int] = []
     while True:
-        heads = [chains[f"channel {c}"][p] for c, p in pos.items() if p < len(seqs[c])]
+        heads = [order.members[c][k] for c, k in pos.items() if k < len(order.members[c])]
         if not heads:
-            return order
+            return result
         free = [i for i in heads if before[i] <= taken] or heads  # conflicting: by time
         i = min(free, key=lambda i: (fed[i][2], i))
-        order.append(i)
+        result.append(i)
         taken.add(i)
         pos[fed[i][0]] += 1
 
