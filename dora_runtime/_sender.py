@@ -101,17 +101,15 @@ class _Output:
 
     def acquire(self, nbytes: int) -> Region:
         """A pool region for a message to the live edges, once backpressure allows it."""
-        for e in self.backpressure:
-            e.wait_for_room()
-        return self.pool.acquire(nbytes, self.owners)
+        return _acquire(self.pool, self.backpressure, self.owners, nbytes)
 
 
-def _acquire_for(live: list[_Edge], pool: ShmPool, nbytes: int) -> Region:
-    """``_Output.acquire`` for some of its edges only: one slot per receiver sent to."""
-    for e in live:
-        if e.cfg.backpressure:
-            e.wait_for_room()
-    return pool.acquire(nbytes, [e.cfg.node for e in live])
+def _acquire(pool: ShmPool, backpressure: list[_Edge], owners: list[str], nbytes: int) -> Region:
+    """A region of ``pool`` with one slot per receiver in ``owners``, once each backpressure
+    edge has room."""
+    for e in backpressure:
+        e.wait_for_room()
+    return pool.acquire(nbytes, owners)
 
 
 def _with_taken(head: list[Any], cause: str | None, taken: Taken) -> list[Any]:
@@ -196,7 +194,7 @@ class Sender:
         """Send ``arr`` to every receiver of ``output_id``; returns the message sequence number.
 
         A ``memoryview`` (of unsigned bytes) is sent as a UInt8 array. Receivers that keep
-        ``taken`` (recorders) get ``[cause, taken()]`` in the cause field. ``skip``: receiving
+        ``taken`` (recorders) get ``[cause, *taken()]`` in the cause field. ``skip``: receiving
         nodes this message is not sent to (a replay's feeder: the node dropped it when
         recorded); the sequence number counts it all the same."""
         out = self._outs.get(output_id) or self._unknown_output(output_id)
@@ -207,7 +205,8 @@ class Sender:
             acquire = out.acquire
             if skip:
                 live = [e for e in live if e.cfg.node not in skip]
-                acquire = functools.partial(_acquire_for, live, out.pool)
+                bp = [e for e in live if e.cfg.backpressure]
+                acquire = functools.partial(_acquire, out.pool, bp, [e.cfg.node for e in live])
             if not live:
                 return seq
             if arr.__class__ is memoryview:

@@ -153,13 +153,24 @@ class _SteppedTimer:
         """Send the next tick; returns the nodes it went to."""
         seq = self.ticks[self.next][0]
         self.next += 1
-        frame = _framing.encode(["M", seq, time.time_ns(), None, {}, "n"])
-        sent = []
-        for node_id, w in self.writers:
-            if not w.is_closing():
-                w.write(frame)
-                sent.append(node_id)
-        return sent
+        return _write_tick(self.writers, seq, capped=False)
+
+
+def _write_tick(
+    writers: list[tuple[str, asyncio.StreamWriter]], seq: int, capped: bool = True
+) -> list[str]:
+    """Write timer tick ``seq`` to each (node, connection) still open (closed ones are dropped
+    from ``writers``); ``capped``: not to a node that is not reading (``_TIMER_BUFFER_MAX``
+    bytes queued towards it), whose tick is then not queued. Returns the nodes written to."""
+    frame = _framing.encode(["M", seq, time.time_ns(), None, {}, "n"])
+    sent = []
+    for node_id, w in list(writers):
+        if w.is_closing():
+            writers.remove((node_id, w))
+        elif not capped or w.transport.get_write_buffer_size() < _TIMER_BUFFER_MAX:
+            w.write(frame)
+            sent.append(node_id)
+    return sent
 
 
 class Daemon:
@@ -704,7 +715,7 @@ class Daemon:
         replay_start: Callable[[], Awaitable[int]],
     ) -> None:
         """A timed replay's timer: each (seq, offset) tick at the replay's start + offset."""
-        writers = [w for _, w in await self._timer_connections(source, targets)]
+        writers = await self._timer_connections(source, targets)
         start = await replay_start()
         for seq, offset in ticks:
             delay = start + offset - time.monotonic_ns()
@@ -712,12 +723,7 @@ class Daemon:
                 await asyncio.sleep(delay / 1e9)
             if self._stopping or not writers:
                 return
-            frame = _framing.encode(["M", seq, time.time_ns(), None, {}, "n"])
-            for w in list(writers):
-                if w.is_closing():
-                    writers.remove(w)
-                elif w.transport.get_write_buffer_size() < _TIMER_BUFFER_MAX:
-                    w.write(frame)
+            _write_tick(writers, seq)
 
     async def _timer_connections(
         self, source: str, targets: list[tuple[NodeState, str]]
@@ -741,7 +747,7 @@ class Daemon:
         from dora_runtime._timer import parse_timer
 
         period_ns = max(1, int(parse_timer(source) / self._timer_speed))
-        writers = [w for _, w in await self._timer_connections(source, targets)]
+        writers = await self._timer_connections(source, targets)
         tick = max(0, (time.monotonic_ns() - start) // period_ns)  # ticks already past
         sent = 0
         while writers and not self._stopping:
@@ -756,13 +762,8 @@ class Daemon:
                 # loop run: never yielding here starved signals, STOP and --stop-after.
                 tick += (now - due) // period_ns
                 await asyncio.sleep(0)
-            frame = _framing.encode(["M", sent, time.time_ns(), None, {}, "n"])
+            _write_tick(writers, sent)
             sent += 1
-            for w in list(writers):
-                if w.is_closing():
-                    writers.remove(w)
-                elif w.transport.get_write_buffer_size() < _TIMER_BUFFER_MAX:
-                    w.write(frame)  # else the node is not reading: this tick is not queued
 
     async def _stop_on_request(self, stop_after_s: float | None) -> None:
         if stop_after_s is not None:

@@ -43,6 +43,13 @@ TOOK_MAX = 4096
 before it sends keeps the latest; the recording then holds the tail of that order)."""
 
 
+def _sendable(data: Any) -> Any:
+    """What ``Sender.send`` takes for ``data``: bytes travel as they are (a UInt8 array on the
+    receiving side), not via an Arrow array; anything else as ``to_arrow`` converts it."""
+    cls = data.__class__
+    return memoryview(data) if cls is bytes or cls is bytearray else to_arrow(data)
+
+
 class Node:
     """A dataflow node. ``node_id`` may be given (published nodes pass their own name)."""
 
@@ -169,20 +176,17 @@ class Node:
         self, output_id: str, data: Any, metadata: dict[str, Any] | None = None
     ) -> None:
         """Send ``data`` (pyarrow Array, bytes, numpy array or list) on a declared output."""
-        cls = data.__class__
-        # bytes travel as they are (a UInt8 array on the receiving side), not via an Arrow array
-        arr = memoryview(data) if cls is bytes or cls is bytearray else to_arrow(data)
-        self._sender.send(output_id, arr, check_metadata(metadata), self._cause, self._taken_now)
+        self._sender.send(
+            output_id, _sendable(data), check_metadata(metadata), self._cause, self._taken_now
+        )
 
     def _send_output_except(
         self, output_id: str, data: Any, metadata: dict[str, Any] | None, skip: frozenset[str]
     ) -> None:
         """``send_output`` to every receiver but the nodes in ``skip`` (a replay's feeder, for
         the messages a node dropped when it was recorded)."""
-        cls = data.__class__
-        arr = memoryview(data) if cls is bytes or cls is bytearray else to_arrow(data)
         self._sender.send(
-            output_id, arr, check_metadata(metadata), self._cause, self._taken_now, skip
+            output_id, _sendable(data), check_metadata(metadata), self._cause, self._taken_now, skip
         )
 
     def send_output_raw(
