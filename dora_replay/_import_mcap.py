@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from dora_replay._export_mcap import ARROW_TYPE_KEY, arrow_type_from_token
 from dora_replay._jsonify import json_to_array
+from dora_replay._pieces import source_seqs
 from dora_replay._sink import check_output, replacing
 from dora_replay._writer import open_writer
 
@@ -229,9 +230,7 @@ def _import(
 
 def _took(items: list[str] | None) -> list[tuple[str, int]] | None:
     """A dora export's ``took`` (``["source#seq", ...]``) back as ``(source, seq)``."""
-    if items is None:
-        return None
-    return [(src, int(seq)) for src, _, seq in (i.rpartition("#") for i in items)]
+    return None if items is None else source_seqs(items)
 
 
 def _stream(f: Any) -> Any:

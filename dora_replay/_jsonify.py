@@ -125,6 +125,18 @@ def json_to_array(value: Any, t: pa.DataType) -> pa.Array:
     return pa.array([_unfix(v, t) for v in value], type=t)
 
 
+_INTEGER = {"type": "integer"}
+_BASE64 = {"type": "string", "contentEncoding": "base64"}
+_DORA_FIELDS: dict[str, Any] = {
+    "seq": _INTEGER,
+    "cause": {"type": "string"},
+    "metadata": {"type": "object", "properties": {}},
+    "taken": {"type": "object", "properties": {}},
+    "took": {"type": "array", "items": {"type": "string"}},
+}
+"""What every exported message holds besides its data (see ``_export_mcap``)."""
+
+
 def json_schema(t: pa.DataType, in_array: bool = False) -> dict[str, Any]:
     """JSON Schema of one element of type ``t`` (Foxglove uses it to list fields). ``in_array``:
     the element is an array item, where Foxglove takes no ``contentEncoding``."""
@@ -139,7 +151,7 @@ def json_schema(t: pa.DataType, in_array: bool = False) -> dict[str, Any]:
     if pt.is_string(t) or pt.is_large_string(t) or pt.is_decimal(t):
         return {"type": "string"}
     if pt.is_binary(t) or pt.is_large_binary(t) or pt.is_fixed_size_binary(t):
-        return {"type": "string"} if in_array else {"type": "string", "contentEncoding": "base64"}
+        return {"type": "string"} if in_array else _BASE64
     if pt.is_dictionary(t):
         return json_schema(t.value_type, in_array)
     if pt.is_map(t):
@@ -158,34 +170,22 @@ def message_schema(t: pa.DataType, form: str) -> dict[str, Any]:
     """JSON Schema of an exported message whose data is an array of ``t`` written in ``form``
     (see :func:`data_form`)."""
     if form == "bytes":
-        data: dict[str, Any] = {"type": "string", "contentEncoding": "base64"}
+        data: dict[str, Any] = _BASE64
     elif form == "object":
         data = json_schema(t)
     else:
         data = {"type": "array", "items": json_schema(t, in_array=True)}
-    return {
-        "type": "object",
-        "properties": {
-            "data": data,
-            "seq": {"type": "integer"},
-            "cause": {"type": "string"},
-            "metadata": {"type": "object", "properties": {}},
-            "taken": {"type": "object", "properties": {}},
-            "took": {"type": "array", "items": {"type": "string"}},
-        },
-    }
+    return {"type": "object", "properties": {"data": data, **_DORA_FIELDS}}
 
 
 _BYTES_PER_PIXEL = {
     **dict.fromkeys(("mono8", "8UC1", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8"), 1),
-    **dict.fromkeys(("bayer_grbg8", "mono16", "16UC1", "uyvy", "yuyv", "yuv422"), 2),
-    **dict.fromkeys(("yuv422_yuy2",), 2),
+    **dict.fromkeys(("bayer_grbg8", "mono16", "16UC1", "uyvy", "yuyv", "yuv422", "yuv422_yuy2"), 2),
     **dict.fromkeys(("rgb8", "bgr8", "8UC3"), 3),
     **dict.fromkeys(("rgba8", "bgra8", "32FC1"), 4),
 }
 """Image encodings Foxglove's Image panel shows, and their bytes per pixel."""
 
-_INTEGER = {"type": "integer"}
 RAW_IMAGE_SCHEMA_NAME = "foxglove.RawImage"
 
 
@@ -201,12 +201,8 @@ def raw_image_schema() -> dict[str, Any]:
             "height": _INTEGER,
             "encoding": {"type": "string"},
             "step": _INTEGER,
-            "data": {"type": "string", "contentEncoding": "base64"},
-            "seq": _INTEGER,
-            "cause": {"type": "string"},
-            "metadata": {"type": "object", "properties": {}},
-            "taken": {"type": "object", "properties": {}},
-            "took": {"type": "array", "items": {"type": "string"}},
+            "data": _BASE64,
+            **_DORA_FIELDS,
         },
     }
 

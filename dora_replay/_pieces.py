@@ -7,6 +7,7 @@ into :class:`Piece` objects here, one per run of messages with the same Arrow ty
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
@@ -51,12 +52,9 @@ def taken_text(
     return f"{text} | {' '.join(f'{src}#{seq}' for src, seq in took)}"
 
 
-def _items(text: str) -> list[tuple[str, int]]:
-    out = []
-    for item in text.split():
-        src, _, seq = item.rpartition("#")
-        out.append((src, int(seq)))
-    return out
+def source_seqs(items: Iterable[str]) -> list[tuple[str, int]]:
+    """``source#seq`` items as ``(source, seq)``."""
+    return [(src, int(seq)) for src, _, seq in (i.rpartition("#") for i in items)]
 
 
 def parse_taken(text: str | None) -> tuple[dict[str, int] | None, list[tuple[str, int]] | None]:
@@ -64,7 +62,7 @@ def parse_taken(text: str | None) -> tuple[dict[str, int] | None, list[tuple[str
     if text is None:
         return None, None
     last, sep, order = text.partition("|")
-    return dict(_items(last)), (_items(order) if sep else None)
+    return dict(source_seqs(last.split())), (source_seqs(order.split()) if sep else None)
 
 
 def to_arrow(data: Any) -> pa.Array:
