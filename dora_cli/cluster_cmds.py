@@ -76,20 +76,17 @@ def destroy(
     it exits)."""
     from dora_runtime.coordinator.client import COORDINATOR_ENV, read_info
     from dora_runtime.coordinator.local import destroy as do_destroy
+    from dora_runtime.coordinator.local import request_destroy
 
     grace_s = duration(grace, "--grace")
     url = coordinator or os.environ.get(COORDINATOR_ENV)
     info = read_info()
     if url and (info is None or info["url"] != url):  # not the one `dora up` started here
-        with _client(url) as c:
-            answer = c.request({"type": "destroy", "grace_s": grace_s}, timeout_s=120)
-        for name in answer["stopped"]:
-            typer.echo(f"stopped dataflow {name}")
-        for error in answer["errors"]:
-            typer.echo(f"warning: {error}")
-        typer.echo(f"the coordinator at {url} and its daemons are shutting down")
-        return
-    for line in do_destroy(grace_s=grace_s):
+        said = request_destroy(url, grace_s)
+        said.append(f"the coordinator at {url} and its daemons are shutting down")
+    else:
+        said = do_destroy(grace_s=grace_s)
+    for line in said:
         typer.echo(line)
 
 

@@ -107,6 +107,16 @@ def up(
     return said
 
 
+def request_destroy(url: str, grace_s: float | None) -> list[str]:
+    """Ask the coordinator at ``url`` to stop every dataflow, its daemons and itself; returns
+    what it did (``stopped dataflow X``, ``warning: ...`` lines)."""
+    with CoordinatorClient(url) as c:
+        answer = c.request({"type": "destroy", "grace_s": grace_s}, timeout_s=120)
+    return [f"stopped dataflow {name}" for name in answer["stopped"]] + [
+        f"warning: {e}" for e in answer["errors"]
+    ]
+
+
 def destroy(home: Path | None = None, grace_s: float | None = None) -> list[str]:
     """Stop every dataflow, the daemons and the coordinator; returns what it did."""
     home = home or dora_home()
@@ -116,11 +126,7 @@ def destroy(home: Path | None = None, grace_s: float | None = None) -> list[str]
     if info is None or not pid_alive(info["pid"]):
         said.append("no coordinator is running")
     else:
-        with CoordinatorClient(info["url"]) as c:
-            answer = c.request({"type": "destroy", "grace_s": grace_s}, timeout_s=120)
-        for name in answer["stopped"]:
-            said.append(f"stopped dataflow {name}")
-        said += [f"warning: {e}" for e in answer["errors"]]
+        said += request_destroy(info["url"], grace_s)
         pids.append(info["pid"])
     _wait_exit(pids, 2.0)
     for pid in pids:  # a daemon not connected (retrying a restarted coordinator): tell it here
